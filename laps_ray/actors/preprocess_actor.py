@@ -1,0 +1,80 @@
+"""Ray actor for the preprocess job: holds one tracker, turns videos into track files."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from laps_ray.io.video import VideoError, iter_frames, probe, split_video
+from laps_ray.tracking import make_tracker
+from laps_ray.tracking.video_tracks import track_video
+
+log = logging.getLogger(__name__)
+
+
+class PreprocessWorker:
+    """Loads the tracker once; every method returns a plain record and never raises for bad input."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.tracker = None if cfg.check_only else make_tracker(cfg.tracker)
+
+    def process(self, item: tuple[str, str]) -> dict[str, Any]:
+        """Track one video into ``out``: ``{"status": "done"|"failed", ...}``."""
+        source, out = item
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        try:
+            rec = track_video(
+                source,
+                out,
+                self.tracker,
+                cfg.decode,
+                T=cfg.T,
+                stride=cfg.stride,
+                grid=cfg.tracker.grid,
+                view=cfg.view,
+                batch_windows=cfg.batch_windows,
+            )
+        except VideoError as exc:
+            return {"status": "failed", "reason": exc.reason, "seconds": round(time.perf_counter() - t0, 3)}
+        except Exception as exc:  # noqa: BLE001 - one bad video never stops the job
+            log.error("%s: %s", source, traceback.format_exc())
+            return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        return {"status": "done", "output": str(out), **rec}
+
+    def check(self, source: str) -> dict[str, Any]:
+        """Decode every frame of ``source`` (no tracking): ``ok`` or ``broken`` with the reason."""
+        t0 = time.perf_counter()
+        try:
+            info = probe(source)
+            n = sum(1 for _ in iter_frames(source))
+        except VideoError as exc:
+            return {"status": "broken", "reason": exc.reason}
+        return {
+            "status": "ok",
+            "frames": n,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    def split(self, item: tuple[str, str, float]) -> dict[str, Any]:
+        """Cut ``source`` into ``seconds``-long chunks in ``out_dir``."""
+        source, out_dir, seconds = item
+        try:
+            chunks = split_video(source, Path(out_dir), seconds)
+        except VideoError as exc:
+            return {"status": "failed", "reason": exc.reason}
+        return {"status": "done", "chunks": [str(c) for c in chunks]}
+
+
+def remote_worker(options: dict[str, Any]) -> Any:
+    """The Ray actor class for :class:`PreprocessWorker` with the given resources."""
+    import ray
+
+    return ray.remote(PreprocessWorker).options(**options)

@@ -1,0 +1,45 @@
+"""Atomic file writes: write to a temporary sibling, then rename.
+
+A crash leaves either the old file or the new one, never a half-written file that looks done.
+Temporary names start with ``.`` and end with ``.tmp`` so resume logic and globbing ignore them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success rename it to ``path``, on error delete it.
+
+    The temporary is a hidden sibling (same filesystem, so the rename is atomic) that keeps
+    ``path``'s suffix, so writers that infer the format from the name (PyAV, matplotlib, h5py)
+    still see e.g. ``.mp4``: ``clip.mp4`` is written as ``.clip.1a2b3c4d.tmp.mp4``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (NaN/inf are rejected, not written as invalid JSON)."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")

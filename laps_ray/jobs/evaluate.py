@@ -1,0 +1,571 @@
+"""evaluate: predicted segments vs ground truth — boundary P/R/F1, F1@k, Edit, MoF and mAP.
+
+Local (no Ray needed; plain Python)::
+
+    python -m laps_ray.jobs.evaluate --pred out/ --gt gt/ --output eval/ [--fps 15]
+
+On a cluster (same command after ``--``; it runs on the head node as a plain Python entrypoint)::
+
+    ray job submit --working-dir . -- python -m laps_ray.jobs.evaluate --pred out/ --gt gt/ --output eval/
+
+Options: ``--config configs/evaluate.yaml`` and ``key=value`` overrides (e.g.
+``tolerances_sec=[1.0,2.0,5.0] uncovered_label=SIL label_mapping=global``), ``--strict`` (exit 1 when a
+prediction is missing). Outputs: ``<output>/metrics.json`` (per video + summary + the conventions
+used), ``<output>/metrics.md`` (a markdown table) and ``<output>/config.yaml``.
+
+**Ground truth** (``--gt DIR``), per video stem, either format:
+
+* LAPS segments JSON ``<stem>.json`` or ``<stem>_segments.json``: ``{"video", "video_duration_sec",
+  "segments": [{"start_sec", "end_sec", ["label"]}]}``;
+* MS-TCN / GTEA / Breakfast ``groundTruth`` files ``<stem>`` or ``<stem>.txt``: one label per line,
+  line i = frame i; needs the label frame rate (``--fps``).
+
+**Predictions** (``--pred DIR``), per stem, first found of: ``<stem>/segments.json`` (segment_folder
+output), ``<stem>.json`` / ``<stem>_segments.json`` (LAPS JSON), ``<stem>`` / ``<stem>.txt`` (per-frame
+labels at ``--fps``; ``pred_format`` restricts the search). A GT video without a prediction is scored
+as an *empty* prediction (no segment; every frame uncovered), logged as a warning, listed under
+``missing_predictions`` in metrics.json and counted in the printed summary.
+
+**Conventions** (also written into metrics.json):
+
+* Boundary P/R/F1 (fractions 0-1) at each tolerance in seconds, optimal one-to-one matching, shared
+  boundaries of adjacent segments counted once, the video's own edges not boundaries
+  (``core.boundary_metrics``); summary = unweighted mean over videos (+ pooled counts). GT boundaries
+  come from *every* GT segment, background runs included (a SIL|action cut is a boundary).
+* Frame metrics (MS-TCN's definitions, percent 0-100; ``core.segment_metrics``): predictions are
+  rasterised at the GT frame rate (LAPS-JSON GT: at ``--fps``, else the prediction's source fps, else
+  30 fps with a warning); a frame no predicted segment covers gets ``uncovered_label`` (set it to
+  the dataset's background label, e.g. ``SIL`` for Breakfast, ``background`` for GTEA). Predicted ids
+  (``segment_0003``, cluster ids) are mapped to GT labels with the Hungarian method on the covered
+  frames (``label_mapping``: ``per_video`` default, ``global`` or ``none``); uncovered frames keep
+  ``uncovered_label`` and are never remapped, so an empty prediction earns no MoF by being renamed.
+  LAPS-JSON GT segments without a label get unique ids ``gt_0000, ...`` (frame metrics then measure
+  one-to-one segment agreement); GT frames outside every segment get ``uncovered_label``.
+  ``bg_class`` (default ``["background"]``, MS-TCN's) is left out of Edit and F1@k; MoF pools frames
+  over videos, F1@k pools counts, Edit is the mean over videos.
+* mAP@IoU (fractions): class-agnostic temporal detection over all videos; detections = predicted
+  segments (``mean_energy`` from segments.json as confidence, else the segment duration); GT = GT
+  segments whose label is not in ``bg_class`` or ``uncovered_label``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laps_ray.config import check, check_choice, to_dict, to_yaml
+from laps_ray.core.metrics import (
+    aggregate_boundary_metrics,
+    apply_label_map,
+    boundary_metrics,
+    detection_map,
+    fmt_num,
+    hungarian_label_map,
+    segmentation_metrics,
+)
+from laps_ray.core.segment_metrics import LABEL_MAPPINGS, overlap_key
+from laps_ray.io.atomic import write_json_atomic, write_text_atomic
+from laps_ray.io.labels import (
+    LabelFormatError,
+    Segment,
+    frames_to_segments,
+    read_frame_labels,
+    read_laps_segments,
+    segments_to_frames,
+)
+from laps_ray.jobs import _runtime as rt
+
+log = logging.getLogger("laps_ray.evaluate")
+
+PRED_FORMATS = ("auto", "segments", "frames")
+FALLBACK_FPS = 30.0
+FRAME_SUFFIXES = ("", ".txt")
+
+
+@dataclass
+class EvaluateJobConfig:
+    """Settings of the evaluate job (``configs/evaluate.yaml``).
+
+    Attributes:
+        pred: predictions folder (segment_folder output, LAPS JSON files or per-frame label files).
+        gt: ground-truth folder (LAPS JSON and/or MS-TCN label files).
+        output: output folder.
+        fps: frame rate of per-frame label files (GT and predictions); also the rasterisation rate of
+            LAPS-JSON GT for frame metrics. 0 = not given.
+        pred_format: ``auto`` | ``segments`` (JSON) | ``frames`` (label files).
+        tolerances_sec: boundary tolerances in seconds.
+        overlaps: IoU thresholds of F1@k (MS-TCN: 0.10, 0.25, 0.50).
+        iou_thresholds: IoU thresholds of mAP.
+        bg_class: labels excluded from Edit and F1@k (MS-TCN's default ``["background"]``).
+        uncovered_label: label of frames no predicted segment covers (never remapped).
+        label_mapping: ``per_video`` | ``global`` | ``none`` (Hungarian map of predicted ids).
+        strict: exit non-zero when a prediction is missing.
+    """
+
+    pred: str = ""
+    gt: str = ""
+    output: str = ""
+    fps: float = 0.0
+    pred_format: str = "auto"
+    tolerances_sec: list[float] = field(default_factory=lambda: [2.0, 5.0])
+    overlaps: list[float] = field(default_factory=lambda: [0.10, 0.25, 0.50])
+    iou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    bg_class: list[str] = field(default_factory=lambda: ["background"])
+    uncovered_label: str = "background"
+    label_mapping: str = "per_video"
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        check(math.isfinite(self.fps) and self.fps >= 0, "fps", f"must be >= 0, got {self.fps}")
+        check_choice(self.pred_format, PRED_FORMATS, "pred_format")
+        check_choice(self.label_mapping, LABEL_MAPPINGS, "label_mapping")
+        check(len(self.tolerances_sec) > 0, "tolerances_sec", "needs at least one tolerance")
+        check(all(t >= 0 for t in self.tolerances_sec), "tolerances_sec", "must be >= 0")
+        check(all(0 < k <= 1 for k in self.overlaps), "overlaps", "must be in (0, 1]")
+        check(all(0 < k <= 1 for k in self.iou_thresholds), "iou_thresholds", "must be in (0, 1]")
+        check(bool(self.uncovered_label), "uncovered_label", "must be a non-empty label")
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth and predictions (also used by calibrate and sweep_thresholds)
+
+
+@dataclass
+class GroundTruth:
+    """One video's ground truth.
+
+    Attributes:
+        stem: video stem.
+        path: the file read.
+        kind: ``laps_json`` or ``frames``.
+        duration: seconds.
+        segments: segments in seconds; for ``frames`` every run of equal labels (background included).
+        frames: per-frame labels (``frames`` only).
+        fps: label frame rate (``frames`` only).
+    """
+
+    stem: str
+    path: Path
+    kind: str
+    duration: float
+    segments: list[Segment]
+    frames: list[str] | None = None
+    fps: float | None = None
+
+
+def _laps_stem(path: Path) -> str:
+    name = path.name[: -len(".json")]
+    return name[: -len("_segments")] if name.endswith("_segments") else name
+
+
+def load_ground_truth(gt: str | Path, fps: float = 0.0) -> dict[str, GroundTruth]:
+    """``{stem: GroundTruth}`` from a folder (or one file) of LAPS JSON and/or MS-TCN label files.
+
+    ``<stem>.json`` / ``<stem>_segments.json`` are LAPS JSON; files without a suffix or ending in
+    ``.txt`` are per-frame labels (need ``fps`` > 0); hidden files and other suffixes (README.md, ...)
+    are skipped.
+
+    Raises:
+        FileNotFoundError: ``gt`` does not exist or holds no ground-truth file.
+        LabelFormatError: a malformed file, per-frame files without ``fps``, or two files for one stem.
+    """
+    root = Path(gt)
+    if not root.exists():
+        raise FileNotFoundError(f"ground truth {root}: no such file or folder")
+    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
+    out: dict[str, GroundTruth] = {}
+    for p in files:
+        if p.name.startswith("."):
+            continue
+        if p.suffix == ".json":
+            stem = _laps_stem(p)
+            _, duration, segments = read_laps_segments(p)
+            item = GroundTruth(stem, p, "laps_json", duration, segments)
+        elif p.suffix in FRAME_SUFFIXES:
+            if not fps or fps <= 0:
+                raise LabelFormatError(f"{p}: per-frame label file, but no frame rate given (pass --fps)")
+            stem = p.stem if p.suffix else p.name
+            frames = read_frame_labels(p)
+            item = GroundTruth(
+                stem, p, "frames", len(frames) / fps, frames_to_segments(frames, fps), frames, fps
+            )
+        else:
+            log.debug("ground truth: skipping %s (not .json, .txt or suffix-less)", p)
+            continue
+        if stem in out:
+            raise LabelFormatError(f"ground truth for {stem!r} twice: {out[stem].path} and {p}")
+        out[stem] = item
+    if not out:
+        raise FileNotFoundError(
+            f"ground truth {root}: no <stem>.json, <stem>_segments.json or per-frame label file in it"
+        )
+    return out
+
+
+@dataclass
+class Prediction:
+    """One video's prediction.
+
+    Attributes:
+        stem: video stem.
+        path: file read, None when missing.
+        kind: ``segments`` (JSON), ``frames`` (label file) or ``missing``.
+        segments: predicted segments in seconds (``score`` = mean_energy when recorded).
+        frames: per-frame labels (``frames`` only).
+        source_fps: the video's frame rate recorded in segments.json, if any.
+    """
+
+    stem: str
+    path: Path | None
+    kind: str
+    segments: list[Segment]
+    frames: list[str] | None = None
+    source_fps: float | None = None
+
+
+def _segments_fps(path: Path) -> float | None:
+    try:
+        v = json.loads(path.read_text()).get("fps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def find_prediction(pred: Path, stem: str, fps: float, pred_format: str = "auto") -> Prediction:
+    """The prediction of ``stem`` under ``pred`` (search order in the module docstring)."""
+    if pred_format in ("auto", "segments"):
+        for p in (pred / stem / "segments.json", pred / f"{stem}.json", pred / f"{stem}_segments.json"):
+            if p.is_file():
+                _, _, segments = read_laps_segments(p)
+                return Prediction(stem, p, "segments", segments, source_fps=_segments_fps(p))
+    if pred_format in ("auto", "frames"):
+        for p in (pred / stem, pred / f"{stem}.txt"):
+            if p.is_file():
+                if not fps or fps <= 0:
+                    raise LabelFormatError(f"{p}: per-frame prediction, but no frame rate given (pass --fps)")
+                frames = read_frame_labels(p)
+                return Prediction(stem, p, "frames", frames_to_segments(frames, fps), frames)
+    return Prediction(stem, None, "missing", [])
+
+
+def prediction_stems(pred: Path) -> set[str]:
+    """Stems that have something that looks like a prediction under ``pred``."""
+    stems = {p.parent.name for p in pred.glob("*/segments.json")}
+    for p in pred.iterdir():
+        if p.is_file() and not p.name.startswith("."):
+            if p.suffix == ".json":
+                stems.add(_laps_stem(p))
+            elif p.suffix in FRAME_SUFFIXES:
+                stems.add(p.stem if p.suffix else p.name)
+    return stems
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+@dataclass
+class EvaluateResult:
+    output: Path
+    summary: dict[str, Any]
+    per_video: dict[str, dict[str, Any]]
+    missing: list[str]
+    seconds: float
+    tolerances: list[float]
+    exit_code: int = 0
+
+
+def _gt_frames(gt: GroundTruth, fps: float, uncovered: str) -> list[str]:
+    if gt.frames is not None:
+        return list(gt.frames)
+    n = max(1, round(gt.duration * fps))
+    labelled = [
+        Segment(s[0], s[1], s[2] if s[2] is not None else f"gt_{k:04d}") for k, s in enumerate(gt.segments)
+    ]
+    try:
+        return segments_to_frames(labelled, fps, n, background=uncovered)
+    except ValueError as exc:
+        raise LabelFormatError(f"{gt.path}: {exc}") from exc
+
+
+def _pred_frames(pred: Prediction, fps: float, n: int, uncovered: str) -> list[str]:
+    if pred.frames is not None:
+        frames = list(pred.frames)
+        if len(frames) != n:
+            log.warning(
+                "%s: prediction has %d frames, ground truth %d; %s to match",
+                pred.path,
+                len(frames),
+                n,
+                "cut" if len(frames) > n else f"padded with {uncovered!r}",
+            )
+        return (frames + [uncovered] * n)[:n]
+    labelled = [
+        Segment(s[0], s[1], s[2] if s[2] is not None else f"segment_{k:04d}")
+        for k, s in enumerate(pred.segments)
+    ]
+    try:
+        return segments_to_frames(labelled, fps, n, background=uncovered)
+    except ValueError as exc:
+        raise LabelFormatError(f"{pred.path}: {exc}") from exc
+
+
+def _mapping(pred: np.ndarray, gt: np.ndarray, uncovered: str) -> dict[str, str]:
+    covered = pred != uncovered
+    mapping = hungarian_label_map(pred[covered], gt[covered]) if covered.any() else {}
+    mapping[uncovered] = uncovered
+    return mapping
+
+
+def _detections(segments: list[Segment], exclude: set[str]) -> list[Segment]:
+    return [s for s in segments if s.label is None or s.label not in exclude]
+
+
+def evaluate(
+    cfg: EvaluateJobConfig, gts: dict[str, GroundTruth], preds: dict[str, Prediction]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per-video metrics and the summary (conventions in the module docstring).
+
+    Args:
+        cfg: settings.
+        gts: ground truth by stem (the evaluated set).
+        preds: prediction by stem, one per GT stem (``missing`` ones included).
+
+    Returns:
+        ``(per_video, summary)``.
+    """
+    stems = sorted(gts)
+    uncovered = cfg.uncovered_label
+    exclude = set(cfg.bg_class) | {uncovered}
+    warned_fps = False
+    rows: dict[str, dict[str, Any]] = {}
+    gt_frames: list[np.ndarray] = []
+    pred_frames: list[np.ndarray] = []
+    for stem in stems:
+        gt, pred = gts[stem], preds[stem]
+        if gt.fps:
+            fps = gt.fps
+        elif cfg.fps > 0:
+            fps = cfg.fps
+        elif pred.source_fps:
+            fps = pred.source_fps
+        else:
+            fps = FALLBACK_FPS
+            if not warned_fps:
+                log.warning("frame metrics of LAPS-JSON ground truth use %g fps (give --fps to change)", fps)
+                warned_fps = True
+        g = np.asarray(_gt_frames(gt, fps, uncovered))
+        p = np.asarray(_pred_frames(pred, fps, g.size, uncovered))
+        gt_frames.append(g)
+        pred_frames.append(p)
+        rows[stem] = {
+            "prediction": str(pred.path) if pred.path else None,
+            "missing": pred.kind == "missing",
+            "gt": str(gt.path),
+            "gt_format": gt.kind,
+            "duration_sec": gt.duration,
+            "frame_fps": fps,
+            "num_frames": int(g.size),
+            "num_gt_segments": len(gt.segments),
+            "num_pred_segments": len(pred.segments),
+            **boundary_metrics(pred.segments, gt.segments, gt.duration, cfg.tolerances_sec, 0.5 / fps),
+        }
+
+    if cfg.label_mapping == "global":
+        gmap = _mapping(np.concatenate(pred_frames), np.concatenate(gt_frames), uncovered)
+        maps = [gmap] * len(stems)
+    elif cfg.label_mapping == "per_video":
+        maps = [_mapping(p, g, uncovered) for p, g in zip(pred_frames, gt_frames)]
+    else:
+        maps = [None] * len(stems)
+    mapped = [p if m is None else apply_label_map(p, m) for p, m in zip(pred_frames, maps)]
+
+    dets = {
+        s: _detections(preds[s].segments, exclude if preds[s].kind == "frames" else {uncovered})
+        for s in stems
+    }
+    gt_dets = {s: _detections(gts[s].segments, exclude) for s in stems}
+    for stem, p, g, m in zip(stems, mapped, gt_frames, maps):
+        frame = segmentation_metrics([p], [g], cfg.overlaps, cfg.bg_class, "none")
+        rows[stem].update({k: v for k, v in frame.items() if k not in ("num_videos", "num_frames")})
+        rows[stem].update(detection_map([dets[stem]], [gt_dets[stem]], cfg.iou_thresholds))
+        if m is not None and cfg.label_mapping == "per_video":
+            rows[stem]["label_map"] = {k: v for k, v in sorted(m.items()) if k != uncovered}
+
+    summary: dict[str, Any] = {}
+    summary.update(aggregate_boundary_metrics([rows[s] for s in stems], cfg.tolerances_sec))
+    summary.update(segmentation_metrics(mapped, gt_frames, cfg.overlaps, cfg.bg_class, "none"))
+    summary.update(detection_map([dets[s] for s in stems], [gt_dets[s] for s in stems], cfg.iou_thresholds))
+    summary["num_missing_predictions"] = sum(1 for s in stems if rows[s]["missing"])
+    if cfg.label_mapping == "global":
+        summary["label_map"] = {k: v for k, v in sorted(maps[0].items()) if k != uncovered}
+    return rows, summary
+
+
+CONVENTIONS = {
+    "boundary": "precision/recall/F1 as fractions at each tolerance (seconds), optimal one-to-one matching "
+    "(Hungarian), shared boundaries of adjacent segments counted once, video edges not boundaries; GT "
+    "boundaries from every GT segment incl. background runs; summary = unweighted mean over videos, "
+    "'_pooled' = from summed counts",
+    "frame_metrics": "MS-TCN definitions in percent: MoF (frames pooled over videos, background included), "
+    "Edit (mean over videos), F1@k (counts pooled); bg_class left out of Edit and F1@k",
+    "rasterisation": "predictions rasterised at the GT frame rate by frame centre; uncovered frames get "
+    "uncovered_label; unlabelled GT segments get unique ids gt_NNNN",
+    "label_mapping": "Hungarian one-to-one map of predicted ids to GT labels on covered frames; uncovered "
+    "frames are never remapped",
+    "mAP": "class-agnostic, all videos pooled; confidence = segments.json mean_energy, else duration; "
+    "GT detections exclude bg_class and uncovered_label; VOC all-point AP",
+    "missing_prediction": "scored as an empty prediction (no segment, all frames uncovered)",
+}
+
+
+def run(cfg: EvaluateJobConfig) -> EvaluateResult:
+    """Evaluate every GT video and write metrics.json, metrics.md and config.yaml."""
+    check(bool(cfg.pred), "pred", "is required (--pred DIR)")
+    check(bool(cfg.gt), "gt", "is required (--gt DIR)")
+    check(bool(cfg.output), "output", "is required (--output DIR)")
+    t0 = time.time()
+    pred_root, out_dir = Path(cfg.pred), Path(cfg.output)
+    if not pred_root.is_dir():
+        raise FileNotFoundError(f"predictions {pred_root}: no such folder")
+    gts = load_ground_truth(cfg.gt, cfg.fps)
+    preds = {stem: find_prediction(pred_root, stem, cfg.fps, cfg.pred_format) for stem in sorted(gts)}
+    missing = [s for s, p in preds.items() if p.kind == "missing"]
+    for s in missing:
+        log.warning("NO PREDICTION for %s under %s: scored as an empty prediction", s, pred_root)
+    unmatched = sorted(prediction_stems(pred_root) - set(gts))
+    if unmatched:
+        log.warning(
+            "%d prediction(s) without ground truth, not evaluated: %s", len(unmatched), ", ".join(unmatched)
+        )
+    per_video, summary = evaluate(cfg, gts, preds)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
+    doc = {
+        "job": "evaluate",
+        "pred": str(pred_root),
+        "gt": str(cfg.gt),
+        "videos": sorted(gts),
+        "missing_predictions": missing,
+        "unmatched_predictions": unmatched,
+        "conventions": {**CONVENTIONS, "uncovered_label": cfg.uncovered_label, "bg_class": cfg.bg_class},
+        "summary": summary,
+        "per_video": per_video,
+        "config": to_dict(cfg),
+    }
+    write_json_atomic(out_dir / "metrics.json", doc)
+    write_text_atomic(out_dir / "metrics.md", markdown_table(per_video, summary, cfg, missing))
+    code = 1 if cfg.strict and missing else 0
+    return EvaluateResult(
+        out_dir, summary, per_video, missing, time.time() - t0, list(cfg.tolerances_sec), code
+    )
+
+
+def _f(x: Any, pct: bool = False) -> str:
+    return "-" if x is None else (f"{x:.1f}" if pct else f"{x:.3f}")
+
+
+def markdown_table(
+    per_video: dict[str, dict[str, Any]], summary: dict[str, Any], cfg: EvaluateJobConfig, missing: list[str]
+) -> str:
+    """Markdown: one row per video and a summary row; mAP and conventions below."""
+    tols = [fmt_num(t) for t in cfg.tolerances_sec]
+    ks = [overlap_key(k) for k in cfg.overlaps]
+    head = ["video", "pred", "#GT", "#pred"]
+    for t in tols:
+        head += [f"P@{t}s", f"R@{t}s", f"F1@{t}s"]
+    head += ks + ["Edit", "MoF"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        out = []
+        for t in tols:
+            out += [_f(row.get(f"boundary/{m}@{t}s")) for m in ("precision", "recall", "f1")]
+        return (
+            out + [_f(row.get(k), True) for k in ks] + [_f(row.get("edit"), True), _f(row.get("mof"), True)]
+        )
+
+    for stem, row in per_video.items():
+        status = "**MISSING**" if row["missing"] else "ok"
+        lines.append(
+            "| "
+            + " | ".join(
+                [stem, status, str(row["num_gt_segments"]), str(row["num_pred_segments"]), *cells(row)]
+            )
+            + " |"
+        )
+    n_gt = sum(r["num_gt_segments"] for r in per_video.values())
+    n_pred = sum(r["num_pred_segments"] for r in per_video.values())
+    lines.append(
+        "| "
+        + " | ".join(["**all**", f"{len(missing)} missing", str(n_gt), str(n_pred), *cells(summary)])
+        + " |"
+    )
+    maps = ", ".join(f"{k} {summary[k]:.3f}" for k in summary if k.startswith("mAP@"))
+    lines += [
+        "",
+        f"mAP (class-agnostic, confidence = mean_energy): {maps}",
+        "",
+        f"Boundary scores are fractions (optimal matching, summary = mean over videos); "
+        f"{', '.join(ks)}, Edit and MoF are MS-TCN's, in percent (bg_class={cfg.bg_class}, "
+        f"uncovered frames = {cfg.uncovered_label!r}, label mapping {cfg.label_mapping}).",
+    ]
+    if missing:
+        lines += ["", f"**Missing predictions (scored as empty): {', '.join(missing)}**"]
+    return "\n".join(lines) + "\n"
+
+
+def summary_text(r: EvaluateResult) -> str:
+    """The printed summary."""
+    s = r.summary
+    parts = [f"F1@{fmt_num(t)}s {s[f'boundary/f1@{fmt_num(t)}s']:.3f}" for t in r.tolerances]
+    parts += [f"{k} {s[k]:.1f}" for k in s if k.startswith("F1@")]
+    parts += [f"Edit {s['edit']:.1f}", f"MoF {s['mof']:.1f}"]
+    parts += [f"{k} {s[k]:.3f}" for k in s if k.startswith("mAP@")]
+    lines = [
+        f"evaluate: {len(r.per_video)} videos in {r.seconds:.1f}s -> {r.output}/metrics.json, metrics.md"
+    ]
+    lines.append("  " + ", ".join(parts))
+    if r.missing:
+        lines.append(
+            f"  WARNING: {len(r.missing)} missing prediction(s) scored as empty: {', '.join(r.missing)}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="laps evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pred", help="predictions folder (segment_folder output or label files)")
+    parser.add_argument("--gt", help="ground-truth folder (LAPS JSON or MS-TCN label files)")
+    parser.add_argument("--output", help="output folder for metrics.json / metrics.md")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of per-frame label files")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a prediction is missing")
+    rt.add_config_args(parser)
+    args = parser.parse_args(argv)
+    rt.setup_logging(args.log_level)
+    flags = {
+        "pred": args.pred,
+        "gt": args.gt,
+        "output": args.output,
+        "fps": args.fps,
+        "strict": args.strict or None,
+    }
+
+    def body() -> EvaluateResult:
+        cfg = rt.parse_job_config(EvaluateJobConfig, args, flags)
+        return run(cfg)  # no Ray: plain Python, also under `ray job submit`
+
+    rt.job_main(body, summary_text)
+
+
+if __name__ == "__main__":
+    main()
