@@ -91,3 +91,20 @@ def test_nested_validation_names_the_full_path():
         load_config(PreprocessJobConfig, None, ["tracker.name=sift"])
     with pytest.raises(ConfigError, match=r"'decode\.target_fps'"):
         load_config(PreprocessJobConfig, None, ["decode.target_fps=0"])
+
+
+def test_cluster_yaml_validates_offline():
+    """cluster.yaml passes Ray's own schema check (no cloud access; private API, Ray pinned)."""
+    from pathlib import Path
+
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "cluster.yaml").read_text())
+    validate_config(prepare_config(cfg))
+    assert {"head", "cpu_worker", "gpu_worker"} <= set(cfg["available_node_types"])
+    assert all(
+        "RAY_AUTH_MODE=token" in " ".join(cfg[k])
+        for k in ("head_start_ray_commands", "worker_start_ray_commands")
+    )
+    assert any("ray[default,train,tune]==2.60.0" in c for c in cfg["setup_commands"])

@@ -136,3 +136,13 @@ def test_module_help_is_fast_and_lists_flags():
         timeout=60,
     )
     assert proc.returncode == 0 and "--split-seconds" in proc.stdout and "--check" in proc.stdout
+
+
+def test_split_seconds_cuts_chunks_then_tracks_each(ray_local, videos, tmp_path):
+    out = tmp_path / "split"
+    result = run(_cfg(videos / "a.mp4", out, "split_seconds=1.0"))
+    chunks = sorted((out / "chunks").glob("*.mp4"))
+    assert [c.name for c in chunks] == ["a_part000.mp4", "a_part001.mp4", "a_part002.mp4"]
+    assert result.done == 3 and not result.failed
+    # Each 1 s chunk at 20 fps = 20 frames -> 1 + ceil(4/4) = 2 windows.
+    assert all(read_tracks(out / c.with_suffix(".h5").name)[0].shape[0] == 2 for c in chunks)

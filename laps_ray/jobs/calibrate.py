@@ -364,7 +364,9 @@ def summary_text(r: CalibrateResult) -> str:
         for variant in ("raw", "smoothed"):
             b = rep[src][variant]
             f1, j = b["best_f1"], b["best_j"]
-            flag = "" if b["separates"] and not b["warning"] else "   <-- DOES NOT SEPARATE"
+            flag = "" if not b["warning"] else "   <-- UNRELIABLE (see warning)"
+            if not b["separates"]:
+                flag = "   <-- DOES NOT SEPARATE"
             lines.append(
                 f"  {src}.{variant}: AUC {b['auc']:.3f}  best_f1.thr {f1['thr']:.4g} (F1 {f1['f1']:.3f}, "
                 f"P {f1['precision']:.3f}, R {f1['recall']:.3f}, FPR {f1['fpr']:.3f})  best_j.thr "

@@ -38,7 +38,9 @@ as an *empty* prediction (no segment; every frame uncovered), logged as a warnin
   the dataset's background label, e.g. ``SIL`` for Breakfast, ``background`` for GTEA). Predicted ids
   (``segment_0003``, cluster ids) are mapped to GT labels with the Hungarian method on the covered
   frames (``label_mapping``: ``per_video`` default, ``global`` or ``none``); uncovered frames keep
-  ``uncovered_label`` and are never remapped, so an empty prediction earns no MoF by being renamed.
+  ``uncovered_label`` and are never remapped, so an empty prediction earns no MoF by being renamed;
+  conversely no predicted id is mapped *to* ``uncovered_label`` (a false segment over background stays
+  wrong: the map is built from frames covered in the prediction and not background in the GT).
   LAPS-JSON GT segments without a label get unique ids ``gt_0000, ...`` (frame metrics then measure
   one-to-one segment agreement); GT frames outside every segment get ``uncovered_label``.
   ``bg_class`` (default ``["background"]``, MS-TCN's) is left out of Edit and F1@k; MoF pools frames
@@ -71,7 +73,7 @@ from laps_ray.core.metrics import (
     hungarian_label_map,
     segmentation_metrics,
 )
-from laps_ray.core.segment_metrics import LABEL_MAPPINGS, overlap_key
+from laps_ray.core.segment_metrics import LABEL_MAPPINGS, UNMATCHED_PREFIX, overlap_key
 from laps_ray.io.atomic import write_json_atomic, write_text_atomic
 from laps_ray.io.labels import (
     LabelFormatError,
@@ -319,8 +321,14 @@ def _pred_frames(pred: Prediction, fps: float, n: int, uncovered: str) -> list[s
 
 
 def _mapping(pred: np.ndarray, gt: np.ndarray, uncovered: str) -> dict[str, str]:
-    covered = pred != uncovered
-    mapping = hungarian_label_map(pred[covered], gt[covered]) if covered.any() else {}
+    """Hungarian map of predicted ids to GT labels other than ``uncovered`` (see module docstring)."""
+    # A predicted segment claims "action here": renaming it to the background label would hide a false
+    # detection, so only frames that are covered on the prediction side and not background on the GT
+    # side decide the map; ids that overlap only background stay unmatched.
+    keep = (pred != uncovered) & (gt != uncovered)
+    mapping = hungarian_label_map(pred[keep], gt[keep]) if keep.any() else {}
+    for pid in np.unique(pred[pred != uncovered]).tolist():
+        mapping.setdefault(str(pid), f"{UNMATCHED_PREFIX}{pid}")
     mapping[uncovered] = uncovered
     return mapping
 

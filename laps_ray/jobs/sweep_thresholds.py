@@ -30,8 +30,8 @@ Segments in processed frames are mapped to seconds by interpolating the windows'
 frame ``w*stride`` -> ``t_start[w]``, ``w*stride+T-1`` -> ``t_end[w]``); a segment ends one processed
 frame after its last frame. Score = boundary F1 at ``tolerance_sec`` (optimal matching, shared
 boundaries once; ``core.boundary_metrics``), mean over videos; P/R and F1 at every ``tolerances_sec``
-are reported too. Ties go to the higher mean F1 over the other tolerances, then precision, then trial
-order.
+are reported too. Ties go to the higher mean F1 over all tolerances, then precision, then the fewest
+settings changed from the base values (when the data cannot tell, keep the defaults), then trial order.
 
 **Search space** (``space.*``): a list of candidates per setting; an empty list keeps the base value
 (``smoothing.*``, ``segmentation.*``). The threshold comes from ``space.threshold`` (absolute values)
@@ -519,9 +519,30 @@ def _energy_info(cfg: SweepJobConfig, metas: dict[str, Any]) -> dict[str, str]:
     return {"source": str(src), "mode": str(mode or ENERGIES_MODE)}
 
 
-def _rank_key(row: dict[str, Any], tols: list[str]) -> tuple:
-    others = [row.get(f"f1@{t}s", 0.0) for t in tols]
-    return (-row.get("score", -1.0), -float(np.mean(others)) if others else 0.0, -row.get("precision", 0.0))
+def base_values(cfg: SweepJobConfig) -> dict[str, Any]:
+    """The base value of every swept parameter name (threshold ones excluded)."""
+    seg, sm, cp = cfg.segmentation, cfg.smoothing, cfg.segmentation.changepoint
+    return {
+        "hysteresis_ratio": seg.hysteresis_ratio,
+        "up_count": seg.up_count,
+        "down_count": seg.down_count,
+        "cooldown_windows": seg.cooldown_windows,
+        "smoothing_method": sm.method,
+        "smoothing_alpha": sm.alpha,
+        "smoothing_window": sm.window,
+        "min_duration_sec": seg.min_duration_sec,
+        "max_duration_sec": seg.max_duration_sec,
+        "changepoint_enable": cp.enable,
+        "changepoint_k": cp.k,
+        "changepoint_threshold": cp.threshold,
+    }
+
+
+def _rank_key(row: dict[str, Any], tols: list[str], base: dict[str, Any]) -> tuple:
+    """Sort key, best first: score, mean F1 over all tolerances, precision, fewest changes from base."""
+    f1s = [row.get(f"f1@{t}s", 0.0) for t in tols]
+    changed = sum(1 for k, v in base.items() if k in row and row[k] != v)
+    return (-row.get("score", -1.0), -float(np.mean(f1s)), -row.get("precision", 0.0), changed)
 
 
 def best_settings(
@@ -566,6 +587,8 @@ def run(cfg: SweepJobConfig) -> SweepResult:
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # Metric names like "f1@2.0s" make tensorboardX log one INFO line per name and trial.
+    logging.getLogger("tensorboardX").setLevel(logging.WARNING)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, data=data), {"cpu": cfg.resources.cpus_per_trial}
     )
@@ -577,8 +600,8 @@ def run(cfg: SweepJobConfig) -> SweepResult:
             metric="score",
             mode="max",
             num_samples=num_samples,
-            max_concurrent_trials=concurrent,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed),
+            # The concurrency cap goes to the generator: Tune ignores max_concurrent_trials with one.
+            search_alg=BasicVariantGenerator(max_concurrent=concurrent, random_state=cfg.seed),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),
@@ -607,7 +630,8 @@ def run(cfg: SweepJobConfig) -> SweepResult:
             keep += [f"{n}@{t}s" for t in tols for n in ("precision", "recall", "f1")]
             row.update({k: m[k] for k in keep if k in m})
         trials.append(row)
-    trials.sort(key=lambda r: (*_rank_key(r, tols), r["trial"]))
+    base = base_values(cfg)
+    trials.sort(key=lambda r: (*_rank_key(r, tols, base), r["trial"]))
     for rank, row in enumerate(trials):
         row["rank"] = rank
     valid = [r for r in trials if r.get("score", -1.0) >= 0]
@@ -663,7 +687,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def summary_text(r: SweepResult) -> str:
     """The printed summary."""
     b = r.best
-    params = ", ".join(f"{k}={v}" for k, v in b.items() if k in _PARAM_NAMES)
+    params = ", ".join(f"{k}={v}" for k, v in b.items() if k in _PARAM_NAMES and k != "threshold")
     lines = [
         f"sweep_thresholds: {len(r.trials)} trials on {r.num_videos} videos ({r.labels} labels) in "
         f"{r.seconds:.1f}s -> {r.output}",
