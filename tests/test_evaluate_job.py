@@ -121,14 +121,18 @@ def test_breakfast_metrics_equal_hand_computed_values(breakfast, tmp_path):
 def test_missing_prediction_is_scored_empty_and_reported_loudly(breakfast, tmp_path, caplog, capsys):
     gt, pred = breakfast
     shutil.copy(BREAKFAST / C, gt / C)  # GT without a prediction
+    run_json = {"items": {f"{C}.mp4": {"status": "failed", "reason": "decode error"}}}
+    (pred / "run.json").write_text(json.dumps(run_json))  # segment_folder's manifest explains why
     out = tmp_path / "eval"
     argv = ["--pred", str(pred), "--gt", str(gt), "--output", str(out), "--fps", "15", "uncovered_label=SIL"]
     with caplog.at_level(logging.WARNING):
         ev.main(argv)
     printed = capsys.readouterr().out
     assert f"WARNING: 1 missing prediction(s) scored as empty: {C}" in printed
-    assert any(C in rec.getMessage() and "NO PREDICTION" in rec.getMessage() for rec in caplog.records)
+    warned = [r.getMessage() for r in caplog.records if "NO PREDICTION" in r.getMessage()]
+    assert len(warned) == 1 and C in warned[0] and "run.json says failed: decode error" in warned[0]
     doc = json.loads((out / "metrics.json").read_text())
+    assert doc["unmatched_predictions"] == []  # run.json is not a prediction
     assert doc["missing_predictions"] == [C] and doc["summary"]["num_missing_predictions"] == 1
     c = doc["per_video"][C]
     assert c["missing"] and c["prediction"] is None and c["num_pred_segments"] == 0

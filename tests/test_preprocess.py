@@ -45,7 +45,7 @@ def _cfg(inp: Path, out: Path, *extra: str) -> PreprocessJobConfig:
 
 
 def test_track_video_windows_times_and_motion(tmp_path):
-    gt = make_action_video(
+    make_action_video(
         tmp_path / "v.mp4", duration_s=4, fps=30, size=(160, 120), bursts=[(1.5, 2.5, "slide")], seed=3
     )
     tracker = make_tracker(TrackerConfig(grid=10))

@@ -88,6 +88,7 @@ from laps_ray.jobs import _runtime as rt
 log = logging.getLogger("laps_ray.evaluate")
 
 PRED_FORMATS = ("auto", "segments", "frames")
+NOT_PREDICTIONS = ("run.json", "config.json", "metrics.json")  # files of a job's output folder
 FALLBACK_FPS = 30.0
 FRAME_SUFFIXES = ("", ".txt")
 
@@ -258,11 +259,28 @@ def find_prediction(pred: Path, stem: str, fps: float, pred_format: str = "auto"
     return Prediction(stem, None, "missing", [])
 
 
+def run_status(pred: Path) -> dict[str, str]:
+    """``{stem: "status: reason"}`` from a segment_folder ``run.json`` beside the predictions, if any."""
+    try:
+        items = json.loads((pred / "run.json").read_text()).get("items", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {}
+    for key, entry in items.items() if isinstance(items, dict) else ():
+        if isinstance(entry, dict):
+            text = str(entry.get("status", "unknown"))
+            if entry.get("reason"):
+                text += f": {entry['reason']}"
+            out[Path(str(key)).stem] = text
+            out[str(key)] = text
+    return out
+
+
 def prediction_stems(pred: Path) -> set[str]:
     """Stems that have something that looks like a prediction under ``pred``."""
     stems = {p.parent.name for p in pred.glob("*/segments.json")}
     for p in pred.iterdir():
-        if p.is_file() and not p.name.startswith("."):
+        if p.is_file() and not p.name.startswith(".") and p.name not in NOT_PREDICTIONS:
             if p.suffix == ".json":
                 stems.add(_laps_stem(p))
             elif p.suffix in FRAME_SUFFIXES:
@@ -447,8 +465,10 @@ def run(cfg: EvaluateJobConfig) -> EvaluateResult:
     gts = load_ground_truth(cfg.gt, cfg.fps)
     preds = {stem: find_prediction(pred_root, stem, cfg.fps, cfg.pred_format) for stem in sorted(gts)}
     missing = [s for s, p in preds.items() if p.kind == "missing"]
+    status = run_status(pred_root) if missing else {}
     for s in missing:
-        log.warning("NO PREDICTION for %s under %s: scored as an empty prediction", s, pred_root)
+        why = f" (run.json says {status[s]})" if s in status else ""
+        log.warning("NO PREDICTION for %s under %s%s: scored as an empty prediction", s, pred_root, why)
     unmatched = sorted(prediction_stems(pred_root) - set(gts))
     if unmatched:
         log.warning(

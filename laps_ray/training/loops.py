@@ -1,0 +1,464 @@
+"""The tokenizer training loop, run by each Ray Train (V2) worker or in-process without Ray.
+
+:func:`train_worker` is the one loop. It talks to its surroundings only through a
+:class:`WorkerIO`: rank and world size, device, model wrapping (DDP), the checkpoint to resume
+from, an all-reduce for metric sums, and ``report(metrics, checkpoint_dir)``.
+
+* :class:`RayIO` / :func:`ray_train_loop` (the ``train_loop_per_worker`` of a ``TorchTrainer``):
+  ``ray.train.torch.prepare_model`` (DDP over gloo on CPU, nccl on GPU), ``ray.train.report`` on
+  every rank the same number of times, rank 0 attaching the epoch checkpoint
+  (``Checkpoint.from_directory`` of a :func:`~laps_ray.io.checkpoints.save_tokenizer` directory with
+  ``train_state.pt``), resume from ``ray.train.get_checkpoint()`` or an explicit path.
+* :class:`LocalIO` / :func:`run_local`: the same loop in this process (tests, laptops, no Ray).
+
+What happens to reports is the :class:`~laps_ray.training.report.RunRecorder`'s job: in-process it
+is called directly, under Ray from a controller callback (:func:`recorder_callback`), which runs on
+the driver's node.
+
+Data: every worker loads the (small, in-memory) windows of the split from the track files itself
+and takes a disjoint shard per epoch (:func:`laps_ray.training.data.shard_batches`). Only this
+module's Ray parts import Ray (``ray.train``), lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from laps_ray.config import check, check_choice, to_dict
+from laps_ray.core.codebook import collapse_warning
+from laps_ray.io.checkpoints import load_tokenizer, load_train_state, save_tokenizer
+from laps_ray.models.losses import TokenizerLossConfig
+from laps_ray.models.tokenizer import MotionTokenizer
+from laps_ray.models.tokenizer_config import TokenizerConfig, named_config
+from laps_ray.training.data import check_model_fits, load_split, shard_batches, shard_indices, steps_per_epoch
+from laps_ray.training.report import RunRecorder, checkpoint_name
+from laps_ray.training.steps import MetricSums, OptimConfig, eval_step, make_optimizer, make_scheduler, train_step
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES = ("bfloat16", "float16")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """What a training worker needs (no paths, no cluster settings).
+
+    Attributes:
+        model: tokenizer architecture (a named config, see the job's ``model=NAME``).
+        loss: loss terms.
+        optim: AdamW + warm-up/cosine schedule + gradient clipping.
+        epochs: epochs to train (a resumed run continues up to this number).
+        batch_size: windows per optimiser step *per worker*.
+        val_fraction: share of *videos* held out for validation (split by video, seeded).
+        seed: split, shuffling and initialisation seed.
+        views: camera views to read from the track files (empty: the first view).
+        log_every_steps: a step-level report every this many optimiser steps (0: epoch reports only).
+        train_metrics_every: compute training accuracy / endpoint error on every k-th step (an argmax
+            over all logits costs ~10 % of a CPU step); loss and codes are counted on every step.
+        eval_batch_size: windows per validation batch.
+        amp: mixed precision on GPU (``amp_dtype``); CPU always trains in float32.
+        amp_dtype: ``bfloat16`` (no loss scaling) or ``float16`` (with a GradScaler).
+        threads: torch threads per worker (0: one per reserved CPU under Ray, torch's default locally).
+        collapse_threshold, collapse_epochs: warn when unique codes < threshold × true codebook size
+            for this many consecutive epochs (on validation codes, or training codes without a split).
+    """
+
+    model: TokenizerConfig = dataclasses.field(default_factory=lambda: named_config("small"))
+    loss: TokenizerLossConfig = dataclasses.field(default_factory=TokenizerLossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    epochs: int = 20
+    batch_size: int = 32
+    val_fraction: float = 0.2
+    seed: int = 0
+    views: list[str] = dataclasses.field(default_factory=list)
+    log_every_steps: int = 10
+    train_metrics_every: int = 4
+    eval_batch_size: int = 64
+    amp: bool = True
+    amp_dtype: str = "bfloat16"
+    threads: int = 0
+    collapse_threshold: float = 0.05
+    collapse_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(0 <= self.val_fraction < 1, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        check(self.log_every_steps >= 0, "log_every_steps", f"must be >= 0, got {self.log_every_steps}")
+        check(
+            self.train_metrics_every >= 1,
+            "train_metrics_every",
+            f"must be >= 1, got {self.train_metrics_every}",
+        )
+        check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        check_choice(self.amp_dtype, AMP_DTYPES, "amp_dtype")
+        check(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
+        check(
+            0 < self.collapse_threshold < 1,
+            "collapse_threshold",
+            f"must be in (0, 1), got {self.collapse_threshold}",
+        )
+        check(self.collapse_epochs >= 1, "collapse_epochs", f"must be >= 1, got {self.collapse_epochs}")
+
+
+@dataclasses.dataclass
+class WorkerSpec:
+    """Everything :func:`train_worker` gets: settings, the split (absolute paths), resume, provenance."""
+
+    settings: TrainSettings
+    train_files: list[str]
+    val_files: list[str]
+    resume_from: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    use_gpu: bool = False
+
+
+class WorkerIO(Protocol):
+    """How :func:`train_worker` talks to its surroundings (Ray Train or this process)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+
+    def resume_dir(self) -> contextlib.AbstractContextManager[Path | None]: ...
+
+    def all_reduce(self, tensor: Tensor) -> Tensor: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+
+def _amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
+    if not settings.amp or device.type != "cuda":
+        return None
+    if settings.amp_dtype == "bfloat16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _restore(resume: Path, cfg: TokenizerConfig, model: MotionTokenizer) -> dict[str, Any]:
+    """Load weights into ``model`` from a checkpoint directory and return its train state."""
+    saved, saved_cfg = load_tokenizer(resume)
+    if to_dict(saved_cfg) != to_dict(cfg):
+        raise ValueError(
+            f"{resume}: the checkpoint's model config differs from this run's model config; resume with "
+            "the same model settings (see its config.yaml) or start a new --output"
+        )
+    model.load_state_dict(saved.state_dict())
+    return load_train_state(resume)
+
+
+def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
+    """Train (or continue training) the tokenizer; returns the last epoch's metrics.
+
+    Every rank runs the same number of steps and reports, so the DDP collectives and
+    ``ray.train.report`` barriers line up. Metrics are all-reduced sums, so rank 0's reports are
+    global. Rank 0 writes the epoch checkpoint.
+    """
+    s = spec.settings
+    if s.threads > 0:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    t_load = time.perf_counter()
+    data = load_split([Path(p) for p in spec.train_files], [Path(p) for p in spec.val_files], s.model.rel_grid, s.views)
+    check_model_fits(data.train, s.model.num_views, s.model.T, s.model.num_points)
+    if io.rank == 0:
+        log.info(
+            "loaded %d train windows (%d videos), %d val windows (%d videos) in %.1fs",
+            len(data.train),
+            len(data.train_files),
+            len(data.val) if data.val is not None else 0,
+            len(data.val_files),
+            time.perf_counter() - t_load,
+        )
+    device = io.device
+    model = MotionTokenizer(s.model)
+    state: dict[str, Any] = {}
+    with io.resume_dir() as resume:
+        if resume is not None:
+            state = _restore(Path(resume), s.model, model)
+            if io.rank == 0:
+                log.info("resuming from %s (epoch %s, step %s)", resume, state["epoch"], state["step"])
+    model.to(device)
+    net = io.prepare_model(model)
+    optimizer = make_optimizer(model, s.optim)
+    spe = steps_per_epoch(len(data.train), s.batch_size, io.world_size)
+    scheduler = make_scheduler(optimizer, spe * s.epochs, s.optim)
+    amp_dtype = _amp_dtype(s, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    step, start_epoch = 0, 1
+    history: list[dict[str, Any]] = []
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, start_epoch = int(state["step"]), int(state["epoch"]) + 1
+        history = list(state.get("codebook_history", []))
+    true_k = model.true_codebook_size
+    epoch_sums, interval = MetricSums(true_k, device), MetricSums(true_k, device)
+    reduce = io.all_reduce if io.world_size > 1 else None
+    last: dict[str, Any] = {}
+    if start_epoch > s.epochs and io.rank == 0:
+        log.info("nothing to do: the checkpoint is at epoch %d and epochs=%d", start_epoch - 1, s.epochs)
+    for epoch in range(start_epoch, s.epochs + 1):
+        t0 = t_int = time.perf_counter()
+        epoch_sums.reset()
+        interval.reset()
+        for idx in shard_batches(len(data.train), s.batch_size, epoch, s.seed, io.rank, io.world_size):
+            batch = data.train.batch(idx, device)
+            res = train_step(
+                net,
+                batch,
+                optimizer,
+                s.loss,
+                s.model.rel_grid,
+                scheduler=scheduler,
+                scaler=scaler,
+                grad_clip=s.optim.grad_clip,
+                amp_dtype=amp_dtype,
+                with_metrics=step % s.train_metrics_every == 0,
+            )
+            step += 1
+            epoch_sums.add(res, len(idx))
+            interval.add(res, len(idx))
+            if s.log_every_steps and step % s.log_every_steps == 0:
+                m = interval.result("train", reduce)
+                now = time.perf_counter()
+                m.update(
+                    report="step",
+                    step=step,
+                    epoch=epoch,
+                    lr=scheduler.get_last_lr()[0],
+                    windows_per_s=m["train/windows"] / max(now - t_int, 1e-9),
+                )
+                io.report(_finite(m), None)
+                interval.reset()
+                t_int = now
+        train_m = epoch_sums.result("train", reduce)
+        val_m = _evaluate(model, data.val, s, device, io, amp_dtype, true_k, reduce)
+        seconds = time.perf_counter() - t0
+        split, src = ("val", val_m) if val_m else ("train", train_m)
+        history.append({k: src[f"{split}/{k}"] for k in ("unique_codes", "true_codebook_size")})
+        warning = collapse_warning(history, s.collapse_threshold, s.collapse_epochs)
+        metrics: dict[str, Any] = {
+            "report": "epoch",
+            "epoch": epoch,
+            "step": step,
+            "lr": scheduler.get_last_lr()[0],
+            "epoch_seconds": seconds,
+            "windows_per_s": train_m["train/windows"] / max(seconds, 1e-9),
+            "codebook_size": s.model.codebook_size,
+            "codebook_split": split,
+            "codebook_collapsed": warning is not None,
+            "collapse_warning": warning,
+            **train_m,
+            **val_m,
+        }
+        metrics = _finite(metrics)
+        if warning and io.rank == 0:
+            log.warning("epoch %d: %s", epoch, warning)
+        train_state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "step": step,
+            "epoch": epoch,
+            "codebook_history": history,
+        }
+        _report_epoch(io, model, s, spec, metrics, train_state)
+        last = metrics
+    return last
+
+
+def _evaluate(
+    model: MotionTokenizer,
+    val: Any,
+    s: TrainSettings,
+    device: torch.device,
+    io: WorkerIO,
+    amp_dtype: torch.dtype | None,
+    true_k: int,
+    reduce: Callable[[Tensor], Tensor] | None,
+) -> dict[str, Any]:
+    """Validation metrics over this rank's shard, all-reduced (empty dict without a validation split)."""
+    if val is None or len(val) == 0:
+        return {}
+    sums = MetricSums(true_k, device)
+    mine = shard_indices(len(val), io.rank, io.world_size)
+    for start in range(0, len(mine), s.eval_batch_size):
+        idx = mine[start : start + s.eval_batch_size]
+        sums.add(eval_step(model, val.batch(idx, device), s.loss, s.model.rel_grid, amp_dtype), len(idx))
+    return sums.result("val", reduce)
+
+
+def _report_epoch(
+    io: WorkerIO,
+    model: MotionTokenizer,
+    s: TrainSettings,
+    spec: WorkerSpec,
+    metrics: dict[str, Any],
+    train_state: dict[str, Any],
+) -> None:
+    """Rank 0 writes the epoch checkpoint to a temporary directory; every rank reports."""
+    if io.rank != 0:
+        io.report(metrics, None)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="laps_ray_ckpt_"))
+    try:
+        meta = {
+            "step": metrics["step"],
+            "epoch": metrics["epoch"],
+            "metrics": metrics,
+            "train_settings": to_dict(s),
+            **spec.meta,
+        }
+        ckpt = save_tokenizer(tmp / checkpoint_name(int(metrics["epoch"])), model, s.model, meta, train_state)
+        io.report(metrics, ckpt)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    """NaN / inf → None (JSON has no NaN; e.g. accuracies of an interval without a metric step)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+# ------------------------------------------------------------------------------------ in-process
+
+
+class LocalIO:
+    """:class:`WorkerIO` for a single process: reports go straight to a :class:`RunRecorder`."""
+
+    rank = 0
+    world_size = 1
+
+    def __init__(self, recorder: RunRecorder, resume_from: str | None, device: torch.device) -> None:
+        self.recorder = recorder
+        self.resume_from = resume_from
+        self.device = device
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[Path | None]:
+        yield Path(self.resume_from) if self.resume_from else None
+
+    def all_reduce(self, tensor: Tensor) -> Tensor:
+        return tensor
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        self.recorder.record_local(metrics, checkpoint_dir)
+
+
+def run_local(spec: WorkerSpec, recorder: RunRecorder) -> dict[str, Any]:
+    """Train in this process (no Ray): same loop, same outputs as a Ray Train run."""
+    use_cuda = spec.use_gpu and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    return train_worker(spec, LocalIO(recorder, spec.resume_from, device))
+
+
+# ------------------------------------------------------------------------------------ Ray Train
+
+
+class RayIO:
+    """:class:`WorkerIO` inside a Ray Train V2 worker (``ray.train`` only)."""
+
+    def __init__(self, resume_from: str | None) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.resume_from = resume_from
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[Path | None]:
+        import ray.train
+
+        # A run restarted by Ray (worker failure, or the same storage folder) has a reported
+        # checkpoint; otherwise --resume names the latest one explicitly.
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                yield Path(d)
+        else:
+            yield Path(self.resume_from) if self.resume_from else None
+
+    def all_reduce(self, tensor: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(tensor)
+        return tensor
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        if checkpoint_dir is None:
+            ray.train.report(metrics)
+        else:
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir)),
+                checkpoint_dir_name=checkpoint_dir.name,
+            )
+
+
+def ray_train_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` of the ``TorchTrainer``: ``config = {"spec": WorkerSpec}``."""
+    spec: WorkerSpec = config["spec"]
+    if spec.settings.threads == 0:
+        import os
+
+        # Ray sets OMP_NUM_THREADS to the worker's reserved CPUs (at least 1); follow it.
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    logging.getLogger("laps_ray").setLevel(logging.INFO)
+    train_worker(spec, RayIO(spec.resume_from))
+
+
+def recorder_callback(output: str, keep: int = 0, resume_step: int | None = None) -> Any:
+    """A ``ray.train.UserCallback`` that feeds every report to a :class:`RunRecorder` on ``output``.
+
+    Train V2 runs callbacks in its controller actor, which is pinned to the driver's node, so the
+    files land where the job's ``--output`` is.
+    """
+    from ray.train import UserCallback
+
+    class RecorderCallback(UserCallback):
+        def __init__(self) -> None:
+            self.recorder = RunRecorder(Path(output), keep=keep, resume_step=resume_step)
+
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            # Rank 0's metrics are global (the loop all-reduces them).
+            self.recorder.record(
+                metrics[0],
+                checkpoint_ref=checkpoint.path if checkpoint is not None else None,
+                materialize=checkpoint.to_directory if checkpoint is not None else None,
+            )
+
+    return RecorderCallback()

@@ -1,0 +1,314 @@
+"""Pure-torch pieces of tokenizer training: optimiser, schedule, one train / eval step, metric sums.
+
+No Ray here: :mod:`laps_ray.training.loops` runs these in a Ray Train worker or in-process.
+
+* :class:`OptimConfig`, :func:`make_optimizer` (AdamW), :func:`make_scheduler` (linear warm-up then
+  cosine to ``min_lr_ratio · lr``, stepped once per optimiser step).
+* :func:`train_step` / :func:`eval_step`: forward, :func:`~laps_ray.models.losses.tokenizer_loss`,
+  (backward, clip, step), returning detached parts and the code ids.
+* :func:`classes_to_displacement`, :func:`endpoint_error_sums`: argmax class → integer pixel
+  displacement, compared with the true (float) pixel displacement on visible steps.
+* :class:`MetricSums`: per-epoch / per-interval sums that ranks all-reduce before reporting.
+
+Shape letters: B batch, V views, T frames, L = T-1 steps, N points, C = rel_grid² classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from laps_ray.config import check
+from laps_ray.core.codebook import CodebookAccumulator
+from laps_ray.models.losses import TokenizerLossConfig, tokenizer_loss
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule.
+
+    Attributes:
+        lr: peak learning rate.
+        betas: AdamW betas (the original's (0.9, 0.95)).
+        weight_decay: AdamW decoupled weight decay.
+        grad_clip: max global gradient norm; 0 disables (the original had none).
+        warmup_fraction: fraction of all optimiser steps spent in the linear warm-up.
+        warmup_start: learning-rate factor at step 0 of the warm-up.
+        min_lr_ratio: the cosine ends at ``min_lr_ratio · lr``.
+    """
+
+    lr: float = 1e-3
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    warmup_fraction: float = 0.05
+    warmup_start: float = 0.01
+    min_lr_ratio: float = 0.01
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            f"must be two values in [0, 1), got {self.betas}",
+        )
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
+        check(0 <= self.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        check(0 < self.warmup_start <= 1, "warmup_start", f"must be in (0, 1], got {self.warmup_start}")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over all parameters (weight decay applies to matrices only, not norms/biases/embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # 2-D weights of Linear layers decay; LayerNorm weights, biases, positions and embeddings do not.
+        is_embedding = name.endswith(("_emb", ".pos"))
+        (decay if p.dim() >= 2 and not is_embedding else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]))
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, warmup_start: float, min_ratio: float) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up, then cosine."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return warmup_start + (1.0 - warmup_start) * step / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, cfg: OptimConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step warm-up + cosine schedule (its state dict holds only plain values)."""
+    warmup = int(round(cfg.warmup_fraction * total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(s, total_steps, warmup, cfg.warmup_start, cfg.min_lr_ratio),
+    )
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on CUDA when ``amp_dtype`` is set; a no-op otherwise (CPU trains in fp32)."""
+    if amp_dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+
+def classes_to_displacement(classes: Tensor, rel_grid: int) -> Tensor:
+    """Displacement classes → integer pixel displacement (dx, dy).
+
+    Inverse of :func:`laps_ray.models.losses.displacement_classes` on its ±``rel_grid // 2`` window:
+    ``class = (dy + h) · rel_grid + (dx + h)``.
+
+    Returns:
+        float32 ``(..., 2)`` (dx, dy) in pixels.
+    """
+    half = rel_grid // 2
+    dy = torch.div(classes, rel_grid, rounding_mode="floor") - half
+    dx = classes % rel_grid - half
+    return torch.stack([dx, dy], dim=-1).float()
+
+
+def endpoint_error_sums(
+    rel_logits: Tensor, vel: Tensor, px_per_unit: Tensor, vis: Tensor, rel_grid: int
+) -> tuple[Tensor, Tensor]:
+    """Sum and count of the endpoint error in pixels on steps visible at both ends.
+
+    The predicted displacement is the argmax class decoded by :func:`classes_to_displacement`; the
+    true one is the tracked (float) displacement, ``vel · (W/2, H/2)``, so the error includes the
+    rounding to whole pixels and the saturation of motions beyond ±``rel_grid // 2`` pixels.
+
+    Args:
+        rel_logits: ``(B, V, L, N, C)``.
+        vel: ``(B, V, L, N, 2)`` normalised velocities.
+        px_per_unit: ``(B, 2)`` pixels per velocity unit (x, y).
+        vis: ``(B, V, T, N)`` bool.
+        rel_grid: classes per axis.
+
+    Returns:
+        (sum of per-step errors in px, number of steps counted), float32 scalars.
+    """
+    pred = classes_to_displacement(rel_logits.argmax(-1), rel_grid)
+    true = vel.float() * px_per_unit[:, None, None, None, :].float()
+    err = torch.linalg.vector_norm(pred - true, dim=-1)  # (B, V, L, N)
+    mask = vis[..., 1:, :] & vis[..., :-1, :]
+    return (err * mask).sum(), mask.sum().float()
+
+
+@dataclasses.dataclass
+class StepResult:
+    """Detached results of one step: loss parts, code ids and (optionally) endpoint-error sums."""
+
+    parts: dict[str, Tensor]
+    ids: Tensor
+    epe_sum: Tensor | None = None
+    epe_count: Tensor | None = None
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    optimizer: torch.optim.Optimizer,
+    loss_cfg: TokenizerLossConfig,
+    rel_grid: int,
+    *,
+    scheduler: Any | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float = 1.0,
+    amp_dtype: torch.dtype | None = None,
+    with_metrics: bool = False,
+) -> StepResult:
+    """One optimiser step on ``batch`` (``vel``, ``targets``, ``vis``, ``px_per_unit``).
+
+    ``model`` may be DDP-wrapped (its backward then all-reduces the gradients). With ``scaler``
+    (fp16 AMP) gradients are unscaled before clipping. ``with_metrics`` adds accuracies and the
+    endpoint error (an argmax over all logits, ~10 % of a CPU step).
+
+    Raises:
+        FloatingPointError: the loss is not finite (names the usual cure).
+    """
+    model.train()
+    device = batch["vel"].device
+    with autocast(device, amp_dtype):
+        out = model(batch["vel"])
+        loss, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg, with_metrics=with_metrics)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"training loss is {float(loss)}; lower optim.lr or keep optim.grad_clip > 0 (currently "
+            f"{grad_clip})"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if grad_clip > 0:
+        parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, grad_clip).detach()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    result = StepResult(parts=parts, ids=out.ids.detach())
+    if with_metrics:
+        with torch.no_grad():
+            result.epe_sum, result.epe_count = endpoint_error_sums(
+                out.rel_logits.detach(), batch["vel"], batch["px_per_unit"], batch["vis"], rel_grid
+            )
+    return result
+
+
+@torch.no_grad()
+def eval_step(
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    loss_cfg: TokenizerLossConfig,
+    rel_grid: int,
+    amp_dtype: torch.dtype | None = None,
+) -> StepResult:
+    """Loss, accuracies, endpoint error and code ids of ``batch`` in eval mode (no gradient).
+
+    Pass the *unwrapped* model (not DDP): ranks evaluate different numbers of batches, and a DDP
+    forward would run collectives that then never match up.
+    """
+    model.eval()
+    device = batch["vel"].device
+    with autocast(device, amp_dtype):
+        out = model(batch["vel"])
+        _, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg, with_metrics=True)
+    epe_sum, epe_count = endpoint_error_sums(
+        out.rel_logits, batch["vel"], batch["px_per_unit"], batch["vis"], rel_grid
+    )
+    return StepResult(parts=parts, ids=out.ids, epe_sum=epe_sum, epe_count=epe_count)
+
+
+# Loss parts averaged over windows on every step, and those only computed on metric steps.
+LOSS_KEYS = ("loss", "recon", "usage", "usage_batch_entropy")
+METRIC_KEYS = ("accuracy", "accuracy_moving")
+
+
+class MetricSums:
+    """Sums of step results over an interval or an epoch, reduced across ranks before reporting.
+
+    Loss parts are weighted by the batch's window count; accuracies by the windows of the steps
+    that computed them; the endpoint error is a sum over visible steps. Code ids go to a
+    :class:`~laps_ray.core.codebook.CodebookAccumulator` (counts against the true codebook size).
+    """
+
+    def __init__(self, true_codebook_size: int, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.true_size = true_codebook_size
+        # [loss keys..., windows, metric keys..., metric windows, epe sum, epe count]
+        self._n = len(LOSS_KEYS) + 1 + len(METRIC_KEYS) + 1 + 2
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (start of an interval or epoch)."""
+        self.sums = torch.zeros(self._n, dtype=torch.float64, device=self.device)
+        self.codes = CodebookAccumulator(self.true_size)
+
+    def add(self, result: StepResult, num_windows: int) -> None:
+        """Add one step's :class:`StepResult` for a batch of ``num_windows`` windows."""
+        vals = [result.parts[k].double() * num_windows for k in LOSS_KEYS]
+        vals.append(torch.tensor(float(num_windows), dtype=torch.float64, device=self.device))
+        has_metrics = all(k in result.parts for k in METRIC_KEYS)
+        m = num_windows if has_metrics else 0
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        vals += [result.parts[k].double() * m if has_metrics else zero for k in METRIC_KEYS]
+        vals.append(torch.tensor(float(m), dtype=torch.float64, device=self.device))
+        if result.epe_sum is not None:
+            vals += [result.epe_sum.double(), result.epe_count.double()]
+        else:
+            vals += [zero, zero]
+        self.sums += torch.stack([v.to(self.device) for v in vals])
+        self.codes.update(result.ids)
+
+    def result(self, prefix: str, all_reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """Metrics ``{prefix}/{name}`` (loss parts, accuracies, ``epe_px``, codebook stats).
+
+        ``all_reduce`` sums a tensor over ranks in place (``torch.distributed.all_reduce``); every
+        rank must call this the same number of times.
+        """
+        sums = self.sums.clone()
+        counts = self.codes.counts
+        if counts is None:
+            counts = torch.zeros(self.true_size, dtype=torch.long, device=self.device)
+        counts = counts.to(self.device).clone()
+        if all_reduce is not None:
+            all_reduce(sums)
+            all_reduce(counts)
+        s = sums.tolist()
+        nl = len(LOSS_KEYS)
+        windows = s[nl]
+        out: dict[str, float] = {}
+        for i, k in enumerate(LOSS_KEYS):
+            out[f"{prefix}/{k}"] = s[i] / windows if windows else float("nan")
+        mw = s[nl + 1 + len(METRIC_KEYS)]
+        for i, k in enumerate(METRIC_KEYS):
+            out[f"{prefix}/{k}"] = s[nl + 1 + i] / mw if mw else float("nan")
+        epe_sum, epe_count = s[-2], s[-1]
+        out[f"{prefix}/epe_px"] = epe_sum / epe_count if epe_count else float("nan")
+        out[f"{prefix}/windows"] = int(windows)
+        acc = CodebookAccumulator(self.true_size, counts)
+        stats = acc.stats(prefix)
+        stats.pop(f"{prefix}/entropy", None)  # entropy_norm is the comparable one
+        out.update(stats)
+        return out
