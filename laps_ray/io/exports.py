@@ -190,12 +190,12 @@ def write_codes_sidecar(
         "vectors_shape": list(vectors.shape),
         "vectors_dtype": "float32",
     }
-    write_json_atomic(js, body)
+    write_json_atomic(js, body, indent=None)  # compact: indented code lists run to thousands of lines
     return js, npy
 
 
 def write_segments_json(path: str | Path, doc: dict[str, Any]) -> None:
-    """Write a video's ``segments.json`` atomically (stamps ``format``). Write it LAST: it marks completion."""
+    """Write a video's ``segments.json`` atomically (stamps ``format``); write it LAST (completion)."""
     write_json_atomic(path, {"format": SEGMENTS_FORMAT, **doc})
 
 

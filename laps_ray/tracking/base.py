@@ -130,6 +130,16 @@ class Tracker(Protocol):
         ...
 
 
+def check_windows(windows: Sequence[Sequence[Any]]) -> int:
+    """Validate a batch for ``track_prepared``: at least one window, all of one length >= 2. Returns T."""
+    if len(windows) == 0:
+        raise ValueError("track_prepared needs at least one window")
+    T = len(windows[0])
+    if T < 2 or any(len(win) != T for win in windows):
+        raise ValueError(f"all windows need the same length >= 2, got {sorted({len(w) for w in windows})}")
+    return T
+
+
 def check_frame(frame: np.ndarray) -> None:
     """Raise ValueError unless ``frame`` is an (H, W, 3) uint8 RGB image."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

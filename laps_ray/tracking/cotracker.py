@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from laps_ray.tracking.base import BaseTracker, TrackerConfig, check_frame
+from laps_ray.tracking.base import BaseTracker, TrackerConfig, check_frame, check_windows
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +205,8 @@ class CoTrackerTracker(BaseTracker):
         Returns:
             tracks (W, T, N, 2) float32 pixel (x, y), vis (W, T, N) bool.
         """
+        T = check_windows(windows)
         num_windows = len(windows)
-        if num_windows == 0:
-            raise ValueError("track_prepared needs at least one window")
-        T = len(windows[0])
-        if T < 2 or any(len(win) != T for win in windows):
-            raise ValueError(
-                f"all windows need the same length >= 2, got {sorted({len(w) for w in windows})}"
-            )
         height, width = windows[0][0].shape[-2:]
         grid = self.query_points(height, width)
         n = len(grid)

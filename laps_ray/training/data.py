@@ -64,7 +64,9 @@ class WindowArrays:
         non_blocking = torch.device(device).type == "cuda"
         return {
             "vel": torch.from_numpy(self.vel[idx]).to(device, non_blocking=non_blocking),
-            "targets": torch.from_numpy(self.targets[idx].astype(np.int64)).to(device, non_blocking=non_blocking),
+            "targets": torch.from_numpy(self.targets[idx].astype(np.int64)).to(
+                device, non_blocking=non_blocking
+            ),
             "vis": torch.from_numpy(self.vis[idx]).to(device, non_blocking=non_blocking),
             "px_per_unit": torch.from_numpy(self.px_per_unit[idx]).to(device, non_blocking=non_blocking),
         }

@@ -44,7 +44,15 @@ from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import TokenizerConfig, named_config
 from laps_ray.training.data import check_model_fits, load_split, shard_batches, shard_indices, steps_per_epoch
 from laps_ray.training.report import RunRecorder, checkpoint_name
-from laps_ray.training.steps import MetricSums, OptimConfig, eval_step, make_optimizer, make_scheduler, train_step
+from laps_ray.training.steps import (
+    MetricSums,
+    OptimConfig,
+    eval_step,
+    make_optimizer,
+    make_scheduler,
+    scale_input_projection,
+    train_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,10 @@ class TrainSettings:
         amp: mixed precision on GPU (``amp_dtype``); CPU always trains in float32.
         amp_dtype: ``bfloat16`` (no loss scaling) or ``float16`` (with a GradScaler).
         threads: torch threads per worker (0: one per reserved CPU under Ray, torch's default locally).
+        init_input_std: fresh runs: scale the encoder's input layer so its output has this std over
+            the first ``init_windows`` training windows (0: keep the default init); see
+            :func:`~laps_ray.training.steps.scale_input_projection`.
+        init_windows: windows used for that initialisation.
         collapse_threshold, collapse_epochs: warn when unique codes < threshold × true codebook size
             for this many consecutive epochs (on validation codes, or training codes without a split).
     """
@@ -89,6 +101,8 @@ class TrainSettings:
     amp: bool = True
     amp_dtype: str = "bfloat16"
     threads: int = 0
+    init_input_std: float = 1.0
+    init_windows: int = 256
     collapse_threshold: float = 0.05
     collapse_epochs: int = 2
 
@@ -105,6 +119,10 @@ class TrainSettings:
         check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         check_choice(self.amp_dtype, AMP_DTYPES, "amp_dtype")
         check(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
+        check(
+            self.init_input_std >= 0, "init_input_std", f"must be >= 0 (0 = off), got {self.init_input_std}"
+        )
+        check(self.init_windows >= 1, "init_windows", f"must be >= 1, got {self.init_windows}")
         check(
             0 < self.collapse_threshold < 1,
             "collapse_threshold",
@@ -176,7 +194,9 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     t_load = time.perf_counter()
-    data = load_split([Path(p) for p in spec.train_files], [Path(p) for p in spec.val_files], s.model.rel_grid, s.views)
+    data = load_split(
+        [Path(p) for p in spec.train_files], [Path(p) for p in spec.val_files], s.model.rel_grid, s.views
+    )
     check_model_fits(data.train, s.model.num_views, s.model.T, s.model.num_points)
     if io.rank == 0:
         log.info(
@@ -195,6 +215,12 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
             state = _restore(Path(resume), s.model, model)
             if io.rank == 0:
                 log.info("resuming from %s (epoch %s, step %s)", resume, state["epoch"], state["step"])
+    if not state and s.init_input_std > 0:
+        # Same sample on every rank (the first windows of the sorted training files): same weights.
+        sample = torch.from_numpy(data.train.vel[: s.init_windows])
+        factor = scale_input_projection(model, sample, s.init_input_std)
+        if io.rank == 0:
+            log.info("input layer scaled by %.1f (init_input_std=%g)", factor, s.init_input_std)
     model.to(device)
     net = io.prepare_model(model)
     optimizer = make_optimizer(model, s.optim)
@@ -438,7 +464,21 @@ def ray_train_loop(config: dict[str, Any]) -> None:
         # Ray sets OMP_NUM_THREADS to the worker's reserved CPUs (at least 1); follow it.
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     logging.getLogger("laps_ray").setLevel(logging.INFO)
+    _quiet_report_logs()
     train_worker(spec, RayIO(spec.resume_from))
+
+
+def _quiet_report_logs() -> None:
+    """Silence Train V2's per-report INFO line (the whole metrics dict, every report, every rank).
+
+    Ray 2.60 logs it through ``logging.getLogger(__file__)`` of its execution context module, so
+    the logger is named by that file's path; the metrics are in our ``metrics.jsonl`` anyway.
+    """
+    import importlib.util
+
+    found = importlib.util.find_spec("ray.train.v2._internal.execution.context")
+    if found is not None and found.origin:
+        logging.getLogger(found.origin).setLevel(logging.WARNING)
 
 
 def recorder_callback(output: str, keep: int = 0, resume_step: int | None = None) -> Any:

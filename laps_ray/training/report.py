@@ -145,7 +145,9 @@ class RunRecorder:
         write_text_atomic(self.output / LATEST_FILE, self._relative(checkpoint_ref) + "\n")
         if metrics.get("report") == "epoch" and self._update_best_score(metrics) and materialize is not None:
             self._replace_best(materialize)
-            log.info("epoch %s is the best so far (%s) -> %s", metrics["epoch"], self.best_score, self.best_dir)
+            log.info(
+                "epoch %s is the best so far (%s) -> %s", metrics["epoch"], self.best_score, self.best_dir
+            )
 
     def record_local(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         """In-process runs: move the checkpoint into ``checkpoints/`` first, then :meth:`record`."""
@@ -293,7 +295,9 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str | Path) -> None:
     for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
         if any(r.get(f"{split}/accuracy") is not None for r in epochs):
             ax.plot(ep, series(f"{split}/accuracy"), "o-", color=color, label=f"{split} accuracy")
-            ax.plot(ep, series(f"{split}/accuracy_moving"), "o--", color=color, label=f"{split} acc. (moving)")
+            ax.plot(
+                ep, series(f"{split}/accuracy_moving"), "o--", color=color, label=f"{split} acc. (moving)"
+            )
     ax.set(xlabel="epoch", ylabel="displacement accuracy", title="accuracy / endpoint error", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()

@@ -60,7 +60,9 @@ class OptimConfig:
         )
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
-        check(0 <= self.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        check(
+            0 <= self.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}"
+        )
         check(0 < self.warmup_start <= 1, "warmup_start", f"must be in (0, 1], got {self.warmup_start}")
         check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
 
@@ -312,3 +314,33 @@ class MetricSums:
         stats.pop(f"{prefix}/entropy", None)  # entropy_norm is the comparable one
         out.update(stats)
         return out
+
+
+@torch.no_grad()
+def scale_input_projection(model: nn.Module, vel: Tensor, target_std: float) -> float:
+    """Data-dependent initialisation of the encoder's input layer; returns the factor applied.
+
+    Normalised velocities are small (a 3 px step in a 320 px frame is 0.019) and mostly zero, so with
+    a GPT-style init (std 0.02) ``in_proj(vel)`` varies ~100× less across windows than the learned
+    positions it is added to: the encoder then sees almost only the time step, every window gets the
+    same codes, and the codebook collapses (measured on the sample videos). Scaling ``in_proj.weight``
+    so that its output's standard deviation over a sample of training windows equals ``target_std``
+    fixes the scale once, at initialisation; the architecture and inference are unchanged.
+
+    Args:
+        model: a :class:`~laps_ray.models.tokenizer.MotionTokenizer` (unwrapped).
+        vel: ``(B, V, L, N, 2)`` sample of training velocities (same on every rank).
+        target_std: wanted std of ``in_proj.weight @ x`` (bias excluded) over the sample.
+    """
+    layer = model.in_proj
+    # The model's own layout (input/point order) only permutes the input features; at
+    # initialisation the weights are i.i.d., so the permutation does not change this statistic.
+    x = vel.to(layer.weight.device, layer.weight.dtype)
+    b, v, length, n, c = x.shape
+    x = x.permute(0, 2, 1, 3, 4).reshape(b * length, v * n * c)
+    std = float((x @ layer.weight.t()).std())
+    if not math.isfinite(std) or std <= 0:
+        return 1.0  # no motion in the sample: keep the default init
+    factor = target_std / std
+    layer.weight.mul_(factor)
+    return factor

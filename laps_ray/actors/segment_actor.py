@@ -1,0 +1,136 @@
+"""Ray actor for segment_folder: holds tracker + tokenizer once, runs time shards and per-video exports.
+
+Thin by design: the work is :func:`laps_ray.pipeline.video_segments.run_shard` and
+:func:`~laps_ray.pipeline.video_segments.finalize_video`; this class loads the weights once, turns
+errors into plain records (a bad video never kills the actor) and records the actor-side metrics.
+
+Metrics (``ray.util.metrics``; Prometheus names get Ray's ``ray_`` prefix on the metrics endpoint):
+
+* ``laps_segment_windows_total`` (counter, tag ``gate`` = ``none`` | ``pre`` | ``motion``): windows
+  computed; the gated ratio over any period is ``sum(gate!="none") / sum(all)``.
+* ``laps_segment_actor_windows_per_second`` (gauge): throughput of this actor's last shard.
+* ``laps_segment_gated_ratio`` (gauge): fraction of gated windows in this actor's last shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from laps_ray.io.video import VideoError
+from laps_ray.pipeline import video_segments as vs
+
+log = logging.getLogger(__name__)
+
+
+class _ActorMetrics:
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Gauge
+
+        self.windows = Counter(
+            "laps_segment_windows_total", description="windows computed by segment actors", tag_keys=("gate",)
+        )
+        self.windows_per_second = Gauge(
+            "laps_segment_actor_windows_per_second", description="windows/s of the actor's last shard"
+        )
+        self.gated_ratio = Gauge("laps_segment_gated_ratio", description="gated fraction of the last shard")
+
+    def record(self, result: vs.ShardResult) -> None:
+        n = result.num_windows
+        for code, name in enumerate(vs.GATE_NAMES):
+            k = int((result.gate == code).sum())
+            if k:
+                self.windows.inc(k, tags={"gate": name or "none"})
+        if result.seconds > 0:
+            self.windows_per_second.set(n / result.seconds)
+        if n:
+            self.gated_ratio.set(float((result.gate != 0).mean()))
+
+
+class SegmentWorker:
+    """One tracker + tokenizer; every method returns a plain record and never raises for bad input.
+
+    Args:
+        cfg: the job config (``laps_ray.jobs.segment_folder.SegmentJobConfig``).
+        checkpoint: tokenizer checkpoint directory; None = the shipped default (resolved here, on
+            the worker's own copy of the package, so it works with ``ray job submit --working-dir``).
+    """
+
+    def __init__(self, cfg: Any, checkpoint: str | None) -> None:
+        from laps_ray.pipeline.window_processor import WindowProcessor
+
+        self.cfg = cfg
+        ckpt = checkpoint or str(default_checkpoint())
+        self.processor = WindowProcessor(
+            cfg.tracker,
+            cfg.gates,
+            cfg.energy,
+            ckpt,
+            T=cfg.T,
+            stride=cfg.stride,
+            tokenizer_batch=cfg.tokenizer.batch_size,
+            device=cfg.tokenizer.device,
+            amp=cfg.tokenizer.amp,
+            num_threads=max(1, int(cfg.resources.cpus_per_actor)),
+        )
+        self.metrics = _ActorMetrics()
+        self._windows_in_process = 0  # for the test-only crash hook
+
+    def ready(self) -> bool:
+        return True
+
+    def process_shard(self, spec: vs.ShardSpec) -> vs.ShardResult | dict[str, Any]:
+        """Run one shard: a :class:`ShardResult`, or ``{"status": "failed"|"mismatch", "reason"}``."""
+        t0 = time.perf_counter()
+        try:
+            result = vs.run_shard(self.processor, spec, self.cfg.batch_windows, self._on_window)
+        except VideoError as exc:
+            return {"status": "failed", "reason": exc.reason, "seconds": round(time.perf_counter() - t0, 3)}
+        except vs.ShardMismatch as exc:
+            return {"status": "mismatch", "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad video never stops the job
+            log.error("%s shard %d: %s", spec.source, spec.shard, traceback.format_exc())
+            return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        self.metrics.record(result)
+        return result
+
+    def finalize(
+        self, results: list[vs.ShardResult], plan: vs.TimelinePlan | None, ctx: vs.VideoContext
+    ) -> dict[str, Any]:
+        """Merge a video's shards, segment it and write its outputs: a run.json record."""
+        try:
+            vw = vs.merge_shards(results, plan, ctx.T, ctx.stride)
+            return vs.finalize_video(vw, ctx)
+        except VideoError as exc:
+            return {"status": "failed", "reason": f"export: {exc.reason}"}
+        except Exception as exc:  # noqa: BLE001 - reported per video, the job goes on
+            log.error("%s: %s", ctx.source, traceback.format_exc())
+            return {"status": "failed", "reason": f"export: {type(exc).__name__}: {exc}"}
+
+    def _on_window(self, _done_in_shard: int) -> None:
+        self._windows_in_process += 1
+        fi = self.cfg.testing
+        if fi.crash_after_windows and self._windows_in_process >= fi.crash_after_windows and fi.marker:
+            try:  # the marker makes it crash once per run, not on every restart
+                fd = os.open(fi.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.close(fd)
+            log.warning("testing.crash_after_windows: killing this actor process now")
+            os._exit(1)
+
+
+def default_checkpoint() -> Path:
+    """The shipped tokenizer checkpoint directory (``laps_ray/assets/tokenizer_small``)."""
+    return Path(__file__).resolve().parents[1] / "assets" / "tokenizer_small"
+
+
+def remote_worker(options: dict[str, Any]) -> Any:
+    """The Ray actor class for :class:`SegmentWorker` with the given resources."""
+    import ray
+
+    return ray.remote(SegmentWorker).options(**options)

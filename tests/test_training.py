@@ -1,0 +1,313 @@
+"""Tokenizer training: data, steps, the plain loop, resume, the TorchTrainer job, the shipped checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from laps_ray.config import ConfigError
+from laps_ray.core.windows import grid_points, normalized_velocities
+from laps_ray.io.checkpoints import load_tokenizer, read_meta, save_tokenizer
+from laps_ray.io.track_store import TrackMeta, list_track_files, load_windows, write_tracks
+from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs.train_tokenizer import load_job_config, run, summary_line
+from laps_ray.models.losses import displacement_classes
+from laps_ray.training.data import shard_batches, shard_indices, steps_per_epoch, window_arrays
+from laps_ray.training.report import epoch_records, read_metrics
+from laps_ray.training.steps import (
+    classes_to_displacement,
+    endpoint_error_sums,
+    lr_factor,
+    scale_input_projection,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = 4  # tiny model: 16 points
+# Per motion kind: per-step (dx, dy) in px and which grid rows move (planted, learnable patterns).
+KINDS = [((0, 0), []), ((2, 0), [0, 1]), ((0, -3), [2, 3]), ((-1, 1), [1, 2])]
+
+
+def write_synthetic_tracks(folder: Path, num_videos: int = 6, windows: int = 16, seed: int = 0) -> Path:
+    """Track files for a ``tiny`` model: 4x4 grids in two frame sizes, four planted motion kinds."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in range(num_videos):
+        h, w = (48, 64) if v % 2 == 0 else (64, 48)
+        base = grid_points(h, w, GRID) + 0.25  # (16, 2) row-major; off the .5 rounding edges
+        tracks = np.zeros((windows, 16, GRID * GRID, 2), np.float32)
+        for i in range(windows):
+            (dx, dy), rows = KINDS[int(rng.integers(0, len(KINDS)))]
+            moving = np.isin(np.arange(GRID * GRID) // GRID, rows)[None, :, None]
+            steps = np.arange(16, dtype=np.float32)[:, None, None] * np.array([dx, dy], np.float32)
+            tracks[i] = base + steps * moving + rng.normal(0, 0.05, (16, GRID * GRID, 2))
+        vis = rng.random((windows, 16, GRID * GRID)) > 0.03
+        meta = TrackMeta(
+            height=h, width=w, fps=20.0, source_fps=30.0, stride=4, T=16, grid=GRID,
+            tracker="synthetic", source=f"video_{v}.mp4",
+        )  # fmt: skip
+        write_tracks(folder / f"video_{v}.h5", tracks, vis, meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory) -> Path:
+    return write_synthetic_tracks(tmp_path_factory.mktemp("tracks"))
+
+
+def _cfg(tracks: Path, out: Path, *extra: str):
+    return load_job_config(
+        REPO / "configs" / "train_tokenizer.yaml",
+        [
+            f"tracks={tracks}", f"output={out}", "model=tiny", "batch_size=16", "optim.lr=3e-3",
+            "val_fraction=0.34", "log_every_steps=2", "train_metrics_every=1", "threads=1", *extra,
+        ],
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- pure helpers
+
+
+def test_class_decoding_inverts_targets_and_perfect_prediction_has_zero_endpoint_error():
+    rng = np.random.default_rng(1)
+    # Integer pixel tracks with steps inside the ±7 px class window.
+    steps = rng.integers(-7, 8, size=(3, 1, 15, 5, 2)).astype(np.float32)
+    start = rng.integers(20, 40, size=(3, 1, 1, 5, 2)).astype(np.float32)
+    tracks = np.concatenate([start, start + np.cumsum(steps, axis=2)], axis=2)  # (B, V, T, N, 2)
+    classes = displacement_classes(torch.from_numpy(tracks), 15)
+    np.testing.assert_array_equal(classes_to_displacement(classes, 15).numpy(), steps)
+
+    h, w = 96, 128
+    vel = torch.from_numpy(normalized_velocities(tracks, h, w))
+    px = torch.tensor([[w / 2, h / 2]] * 3)
+    vis = torch.ones(3, 1, 16, 5, dtype=torch.bool)
+    perfect = torch.nn.functional.one_hot(classes, 225).float() * 10
+    err_sum, count = endpoint_error_sums(perfect, vel, px, vis, 15)
+    assert count == 3 * 15 * 5 and float(err_sum) < 1e-3
+    # One class to the right (dx + 1) wherever possible = exactly 1 px of error on those steps;
+    # invisible points do not count.
+    ok = (classes % 15) < 14
+    shifted = torch.nn.functional.one_hot(torch.where(ok, classes + 1, classes), 225).float()
+    vis[:, :, :, 0] = False
+    err_sum, count = endpoint_error_sums(shifted, vel, px, vis, 15)
+    assert count == 3 * 15 * 4
+    assert float(err_sum) == pytest.approx(float((ok[..., 1:]).sum()), abs=1e-3)
+
+
+def test_window_arrays_normalise_each_window_with_its_own_frame_size(tracks):
+    ws = load_windows(list_track_files(tracks)[:2])  # one 64x48 and one 48x64 video
+    arr = window_arrays(ws)
+    assert {tuple(s) for s in ws.sizes} == {(48, 64), (64, 48)}
+    for i in (0, len(ws) - 1):
+        h, w = ws.sizes[i]
+        np.testing.assert_allclose(arr.vel[i], normalized_velocities(ws.tracks[i], h, w), atol=1e-6)
+        # velocity x px_per_unit is the pixel displacement again
+        disp = arr.vel[i] * arr.px_per_unit[i]
+        np.testing.assert_allclose(disp, np.diff(ws.tracks[i], axis=-3), atol=1e-4)
+    assert arr.targets.shape == arr.vel.shape[:-1] and arr.targets.min() >= 0
+
+
+def test_shards_are_disjoint_equal_length_and_cover_everything():
+    n, bs, world = 23, 4, 2
+    shards = [
+        np.concatenate(list(shard_batches(n, bs, epoch=3, seed=7, rank=r, world_size=world))) for r in (0, 1)
+    ]
+    assert all(len(s) == 12 for s in shards)  # ceil(23/2), padded with one repeat
+    assert [len(list(shard_batches(n, bs, 3, 7, r, world))) for r in (0, 1)] == [
+        steps_per_epoch(n, bs, world)
+    ] * 2
+    assert set(shards[0]) | set(shards[1]) == set(range(n))
+    assert len(set(shards[0]) & set(shards[1])) <= world - 1
+    assert not np.array_equal(
+        np.concatenate(list(shard_batches(n, bs, 4, 7, 0, world))), shards[0]
+    )  # reshuffled per epoch
+    val = [shard_indices(5, r, 2) for r in (0, 1)]
+    assert sorted(np.concatenate(val).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    f = [lr_factor(s, 100, 10, 0.01, 0.1) for s in range(101)]
+    assert f[0] == pytest.approx(0.01) and f[10] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(f[:10], f[1:11]))
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[55] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9) and f[100] == pytest.approx(0.1)
+
+
+def test_input_layer_init_brings_small_velocities_to_unit_scale(tracks):
+    from laps_ray.models.tokenizer import MotionTokenizer
+    from laps_ray.models.tokenizer_config import named_config
+
+    torch.manual_seed(0)
+    model = MotionTokenizer(named_config("tiny"))
+    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(tracks))).vel[:64])
+    flat = vel.permute(0, 2, 1, 3, 4).reshape(-1, 32)
+    before = float((flat @ model.in_proj.weight.t()).std())
+    factor = scale_input_projection(model, vel, 1.0)
+    assert before < 0.1 and factor == pytest.approx(1.0 / before)
+    assert float((flat @ model.in_proj.weight.t()).std()) == pytest.approx(1.0, rel=1e-4)
+    assert scale_input_projection(model, torch.zeros_like(vel), 1.0) == 1.0  # no motion: unchanged
+
+
+def test_config_named_model_then_overrides_and_clear_errors(tmp_path):
+    cfg = load_job_config(None, ["model=tiny", "model.hidden_dim=32", "epochs=3"])
+    assert (cfg.model.name, cfg.model.num_points, cfg.model.hidden_dim, cfg.epochs) == ("tiny", 16, 32, 3)
+    assert load_job_config(None, []).model.name == "small"
+    shipped = load_job_config(REPO / "configs" / "train_tokenizer.yaml", [])
+    assert shipped.model.name == "small" and shipped.num_workers == 2 and shipped.optim.grad_clip == 1.0
+    with pytest.raises(ConfigError, match="unknown model 'huge'"):
+        load_job_config(None, ["model=huge"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: tiny\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_job_config(bad, [])
+    with pytest.raises(ConfigError, match="num_workers"):
+        load_job_config(None, ["num_workers=0"])
+
+
+# ------------------------------------------------------------------------------ plain loop + resume
+
+
+def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(tracks, tmp_path):
+    out = tmp_path / "run"
+    res = run(_cfg(tracks, out, "epochs=5", "batch_size=8", "backend=local"), command="pytest")
+    reports = read_metrics(out)
+    epochs = epoch_records(reports)
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5]
+    steps = [r for r in reports if r["report"] == "step"]
+    # The reconstruction loss (the total also holds the negative usage term) falls clearly.
+    assert epochs[-1]["train/recon"] < 0.5 * steps[0]["train/recon"]
+    assert epochs[-1]["val/recon"] < 0.7 * epochs[0]["val/recon"]
+    # Metric names, codebook health against the TRUE code count (2048 -> 1920).
+    for key in (
+        "train/loss", "val/loss", "val/accuracy", "val/accuracy_moving", "val/epe_px", "val/perplexity",
+        "val/entropy_norm", "val/unique_codes", "val/dead_code_ratio", "train/unique_codes", "lr", "step",
+        "collapse_warning",
+    ):  # fmt: skip
+        assert key in epochs[-1], key
+    assert epochs[-1]["val/true_codebook_size"] == 1920
+    assert epochs[-1]["val/dead_code_ratio"] == pytest.approx(1 - epochs[-1]["val/unique_codes"] / 1920)
+    assert epochs[-1]["val/epe_px"] >= 0
+    # Split by video, and actually applied: val windows are exactly those of the val videos.
+    run_json = json.loads((out / "run.json").read_text())
+    train_v, val_v = set(run_json["split"]["train"]), set(run_json["split"]["val"])
+    assert train_v and val_v and not train_v & val_v
+    assert epochs[0]["val/windows"] == 16 * len(val_v) and epochs[0]["train/windows"] == 16 * len(train_v)
+    # Checkpoint layout; best/ is the lowest val loss; latest points at the newest epoch.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"epoch_000{i}" for i in range(1, 6)]
+    assert (out / "latest").read_text().strip() == "checkpoints/epoch_0005"
+    best_epoch = min(epochs, key=lambda r: r["val/loss"])["epoch"]
+    assert read_meta(out / "best")["epoch"] == best_epoch and not (out / "best" / "train_state.pt").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["epoch"] == best_epoch and summary["codebook"]["true_codebook_size"] == 1920
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert "best epoch" in summary_line(res) and res.summary["steps"] == epochs[-1]["step"]
+
+    # A new run into the same folder is refused; --resume continues the step count and the epochs.
+    with pytest.raises(rt.JobError, match="--resume"):
+        run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local"))
+    run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local", "resume=true"))
+    after = epoch_records(read_metrics(out))
+    assert [r["epoch"] for r in after] == [1, 2, 3, 4, 5, 6, 7]
+    per_epoch = epochs[1]["step"] - epochs[0]["step"]
+    assert [r["step"] for r in after] == [per_epoch * e for e in range(1, 8)]
+    step_reports = [r["step"] for r in read_metrics(out) if r["report"] == "step"]
+    assert step_reports == sorted(set(step_reports))  # no duplicates, strictly increasing
+    state = torch.load(out / "checkpoints" / "epoch_0007" / "train_state.pt", weights_only=True)
+    assert state["step"] == 7 * per_epoch and state["optimizer"]["state"]  # optimiser state restored + saved
+
+
+def test_save_load_gives_identical_outputs(tracks, tmp_path):
+    out = tmp_path / "one"
+    run(_cfg(tracks, out, "epochs=1", "backend=local", "val_fraction=0"))
+    model, cfg = load_tokenizer(out / "checkpoints" / "epoch_0001")
+    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(tracks)[:1])).vel[:8])
+    again, _ = load_tokenizer(save_tokenizer(tmp_path / "copy", model, cfg))
+    a, b = model(vel), again(vel)
+    assert torch.equal(a.ids, b.ids) and torch.equal(a.rel_logits, b.rel_logits)
+    best, _ = load_tokenizer(out / "best")  # no val split: best = lowest training loss
+    assert torch.equal(best(vel).rel_logits, a.rel_logits)
+
+
+# ----------------------------------------------------------------------------------- Ray Train
+
+
+@pytest.mark.ray
+def test_torchtrainer_two_cpu_workers_reports_metrics_and_checkpoint(ray_local, tracks, tmp_path):
+    out = tmp_path / "ray"
+    cfg = _cfg(
+        tracks, out, "epochs=1", "num_workers=2", "cpus_per_worker=1", "log_every_steps=1", "threads=0"
+    )
+    res = run(cfg, command="pytest")
+    assert res.backend == "ray" and res.num_workers == 2 and not res.use_gpu
+    reports = read_metrics(out)
+    (epoch,) = epoch_records(reports)
+    n_train = 16 * len(json.loads((out / "run.json").read_text())["split"]["train"])
+    # Two disjoint shards of ceil(n/2) windows, all-reduced: rank 0's report counts both.
+    assert epoch["train/windows"] == 2 * math.ceil(n_train / 2)
+    assert epoch["step"] == steps_per_epoch(n_train, 16, 2)
+    assert sum(r["report"] == "step" for r in reports) == epoch["step"]
+    assert math.isfinite(epoch["val/loss"]) and epoch["val/windows"] == 32
+    model, mcfg = load_tokenizer(out / "checkpoints" / "epoch_0001")
+    assert mcfg.name == "tiny" and (out / "checkpoints" / "epoch_0001" / "train_state.pt").is_file()
+    assert (out / "best" / "model.safetensors").is_file() and (out / "latest").is_file()
+    assert read_meta(out / "best")["command"] == "pytest"
+
+
+@pytest.mark.e2e
+def test_ray_job_submit_train_tokenizer(ray_head, tracks, tmp_path):
+    out = tmp_path / "submitted"
+    cmd = [
+        ray_head["ray"], "job", "submit", "--address", ray_head["url"], "--working-dir", str(REPO),
+        "--", "python", "-m", "laps_ray.jobs.train_tokenizer", "--tracks", str(tracks), "--output", str(out),
+        "model=tiny", "epochs=1", "batch_size=32", "log_every_steps=0",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in (proc.stdout + proc.stderr).lower()
+    (epoch,) = epoch_records(read_metrics(out))
+    assert epoch["epoch"] == 1 and math.isfinite(epoch["val/loss"])
+    assert load_tokenizer(out / "best")[1].name == "tiny"
+
+
+# ----------------------------------------------------------------------------- shipped checkpoint
+
+
+def test_shipped_default_checkpoint_loads_is_small_and_records_its_command():
+    from laps_ray.assets import default_tokenizer_path
+
+    path = default_tokenizer_path()
+    size = sum(p.stat().st_size for p in path.iterdir())
+    assert size <= 5 * 2**20
+    model, cfg = load_tokenizer(path)
+    assert cfg.name == "small" and cfg.num_points == 400 and cfg.T == 16
+    meta = read_meta(path)
+    assert "laps_ray.jobs.train_tokenizer" in meta["command"]
+    assert "make_default_checkpoint.sh" in meta["reproduce"]
+    # Codes are used (not collapsed) on a moving input.
+    vel = torch.zeros(4, 1, 15, 400, 2)
+    vel[1, :, :, :200, 0] = 0.02
+    vel[2, :, :, 200:, 1] = -0.03
+    vel[3] = torch.randn(1, 15, 400, 2) * 0.01
+    assert len(torch.unique(model(vel).ids)) > 1
+
+
+def test_default_tokenizer_path_names_a_missing_file(monkeypatch, tmp_path):
+    import laps_ray.assets as assets
+
+    monkeypatch.setattr(assets, "ASSETS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "tokenizer_small")):
+        assets.default_tokenizer_path()
+
+
+def test_module_help_is_fast():
+    proc = subprocess.run(
+        [sys.executable, "-m", "laps_ray.jobs.train_tokenizer", "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "--resume" in proc.stdout and "--tracks" in proc.stdout
