@@ -178,6 +178,8 @@ def test_pre_gate_statistics_by_hand():
     ],
 )
 def test_pre_gate_and_rule(step_value, region, dropped):
+    # The original's thresholds (MAD 0.005, active 0.05) make the hand arithmetic above readable.
+    original = gates.PreGateConfig(mad_thr=0.005, min_active_ratio=0.05)
     frames = []
     for i in range(5):
         f = np.full((10, 10), 50, np.uint8)
@@ -186,7 +188,7 @@ def test_pre_gate_and_rule(step_value, region, dropped):
         else:
             f.ravel()[:region] = 50 + (i % 2) * step_value
         frames.append(f)
-    res = gates.pre_gate(_frames(frames), gates.PreGateConfig())
+    res = gates.pre_gate(_frames(frames), original)
     assert res.dropped is dropped
     assert gates.pre_gate(_frames(frames), gates.PreGateConfig(enable=False)).dropped is False
 
@@ -227,6 +229,7 @@ def test_gray_small_sizes_and_values():
     ],
 )
 def test_motion_gate_and_rule(speeds, dropped):
+    original = gates.MotionGateConfig(vel_norm_thr=0.02, min_active_ratio=0.025)  # numbers in the table
     L, N = 2, 10
     vel = np.zeros((L, N, 2))
     if speeds == "uniform_slow":
@@ -235,12 +238,12 @@ def test_motion_gate_and_rule(speeds, dropped):
         vel[:, 0, 1] = 0.1
     elif speeds == "uniform_fast":
         vel[..., 0] = 0.05
-    res = gates.motion_gate(vel, gates.MotionGateConfig())
+    res = gates.motion_gate(vel, original)
     assert res.dropped is dropped
     assert res.value == pytest.approx(mean_speed(vel))
     if speeds == "one_fast_point":
         assert res.value == pytest.approx(0.01) and res.active_ratio == pytest.approx(0.1)
-    batch = gates.motion_gate_batch(np.stack([vel, vel * 0]), gates.MotionGateConfig())
+    batch = gates.motion_gate_batch(np.stack([vel, vel * 0]), original)
     assert batch.dropped.tolist() == [dropped, True]
     with pytest.raises(ValueError, match="T-1, N, 2"):
         gates.motion_gate(vel[..., :1], gates.MotionGateConfig())
@@ -248,7 +251,7 @@ def test_motion_gate_and_rule(speeds, dropped):
 
 def test_gate_config_validation():
     cfg = gates.GateConfig()
-    assert cfg.pre_gate.mad_thr == 0.005 and cfg.motion_gate.min_active_ratio == 0.025
+    assert cfg.pre_gate.mad_thr == 0.001 and cfg.motion_gate.min_active_ratio == 0.01
     with pytest.raises(ConfigError, match="pre_gate.mad_thr"):
         gates.PreGateConfig(mad_thr=2.0)
     with pytest.raises(ConfigError, match="motion_gate.vel_norm_thr"):

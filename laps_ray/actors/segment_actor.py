@@ -65,18 +65,8 @@ class SegmentWorker:
 
         self.cfg = cfg
         ckpt = checkpoint or str(default_checkpoint())
-        self.processor = WindowProcessor(
-            cfg.tracker,
-            cfg.gates,
-            cfg.energy,
-            ckpt,
-            T=cfg.T,
-            stride=cfg.stride,
-            tokenizer_batch=cfg.tokenizer.batch_size,
-            device=cfg.tokenizer.device,
-            amp=cfg.tokenizer.amp,
-            num_threads=max(1, int(cfg.resources.cpus_per_actor)),
-        )
+        threads = max(1, int(cfg.resources.cpus_per_actor))
+        self.processor = WindowProcessor.from_job_config(cfg, ckpt, num_threads=threads)
         self.metrics = _ActorMetrics()
         self._windows_in_process = 0  # for the test-only crash hook
 

@@ -143,15 +143,36 @@ def _open(source: str | Path) -> tuple[av.container.InputContainer, av.video.str
         raise VideoError(src, "permission denied") from None
     except (av.error.FFmpegError, OSError) as e:
         raise VideoError(src, f"cannot open ({_av_reason(e)})") from None
-    # Cover art in audio files is a "video" stream with the attached_pic disposition: not a video.
-    streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-    if not streams:
+    stream = video_stream(container)
+    if stream is None:
         kinds = sorted({s.type for s in container.streams})
         container.close()
         what = ", ".join(kinds) if kinds else "no streams"
         raise VideoError(src, f"no video stream ({what + ' only' if kinds else what})")
     live = kind == "camera" or (kind == "url" and (container.duration is None or not src.startswith("http")))
-    return container, streams[0], src, live
+    return container, stream, src, live
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The stream every reader of ``container`` uses: its first real video stream, or None.
+
+    Cover art in audio files is a "video" stream with the attached_pic disposition: not a video.
+    """
+    for s in container.streams.video:
+        if not (s.disposition & av.stream.Disposition.attached_pic):
+            return s
+    return None
+
+
+def stream_timing(stream: av.video.stream.VideoStream) -> tuple[Fraction, float]:
+    """(time base, nominal frame rate) of a video stream as the decoder uses them.
+
+    Returns:
+        The stream's time base (1/90000 when it has none) and its average (else guessed) frame rate in
+        frames per second, 0.0 when unknown.
+    """
+    rate = stream.average_rate or stream.guessed_rate
+    return stream.time_base or _VFR_TIME_BASE, float(rate) if rate else 0.0
 
 
 def _rotation_cw(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
@@ -169,7 +190,7 @@ def _rotation_cw(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> i
 
 def _info(container, stream, src: str, live: bool, rotation: int) -> VideoInfo:
     tb = stream.time_base
-    rate = stream.average_rate or stream.guessed_rate
+    _, fps = stream_timing(stream)
     if stream.duration and tb:
         duration = float(stream.duration * tb)
     elif container.duration:
@@ -179,7 +200,6 @@ def _info(container, stream, src: str, live: bool, rotation: int) -> VideoInfo:
     w, h = stream.codec_context.width, stream.codec_context.height
     if rotation in (90, 270):
         w, h = h, w
-    fps = float(rate) if rate else 0.0
     codec = stream.codec_context.name
     return VideoInfo(src, fps, w, h, stream.frames or None, duration, rotation, live, codec)
 
@@ -233,18 +253,38 @@ def resized_size(height: int, width: int, shorter: int | None) -> tuple[int, int
     return round(height * scale), round(width * scale)
 
 
+def resize_shorter_side(image: np.ndarray, shorter: int | None) -> np.ndarray:
+    """``image`` (H, W, C) with its shorter side scaled to ``shorter`` pixels (:func:`resized_size`;
+    area interpolation); the same array when no resize is needed (``shorter`` None/0 or already so)."""
+    h, w = resized_size(image.shape[0], image.shape[1], shorter)
+    if (h, w) == image.shape[:2]:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
 def _to_rgb(frame: av.VideoFrame, rotation_cw: int, shorter: int | None) -> np.ndarray:
-    img = frame.to_ndarray(format="rgb24")
-    h, w = resized_size(img.shape[0], img.shape[1], shorter)
-    if (h, w) != img.shape[:2]:
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)  # resize before rotating: cheaper
+    img = resize_shorter_side(frame.to_ndarray(format="rgb24"), shorter)  # before rotating: cheaper
     if rotation_cw:
         img = np.ascontiguousarray(np.rot90(img, k=-rotation_cw // 90))  # rot90 turns counter-clockwise
     return img
 
 
-class _Resampler:
-    """Timestamp resampler on the fixed grid ``k / target_fps`` (see module docstring)."""
+class Resampler:
+    """THE timestamp resampling rule (module docstring): keep a frame iff ``t >= k / target_fps - eps``
+    for the next open slot ``k``; after a keep, ``k`` jumps to the first slot strictly after ``t``.
+
+    Stateful: feed every decoded frame's time in presentation order to :meth:`keep`, which says
+    whether it is kept. :func:`iter_frames` uses it; so do the timeline plan of ``segment_folder``
+    (packet timestamps, no decoding) and the live reader of ``stream`` (timestamps mapped onto the
+    stream's clock), so all of them keep the same frames.
+
+    Args:
+        target_fps: output rate; None keeps every frame.
+        src_fps: nominal source rate (0 = unknown: one target period is assumed); it only places the
+            first slot (the first frame seen, e.g. after a seek, is taken to follow a frame one source
+            period earlier).
+        eps: tolerance in seconds (:meth:`for_file`; a quarter period for live sources).
+    """
 
     def __init__(self, target_fps: float | None, src_fps: float, eps: float) -> None:
         self.period = 1.0 / target_fps if target_fps else None
@@ -252,7 +292,14 @@ class _Resampler:
         self.eps = eps
         self.k: int | None = None
 
+    @classmethod
+    def for_file(cls, target_fps: float | None, src_fps: float, time_base: Fraction) -> Resampler:
+        """The resampler of a file: tolerance one time-base tick (timestamp quantisation), at most a
+        quarter source period (30 fps assumed when unknown), at least 1 µs."""
+        return cls(target_fps, src_fps, max(1e-6, min(float(time_base), 0.25 / (src_fps or 30))))
+
     def keep(self, t: float) -> bool:
+        """Whether the frame at ``t`` seconds (the next one in presentation order) is kept."""
         if self.period is None:
             return True
         p, eps = self.period, self.eps
@@ -321,15 +368,15 @@ class _FrameIterator(Iterator[Frame]):
 def _decode(container, stream, src, live, target_fps, shorter, start_sec, end_sec) -> Iterator[Frame]:
     try:
         stream.thread_type = "AUTO"  # FFmpeg frame + slice threads inside the decoder
-        tb = stream.time_base or Fraction(1, 90000)
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 0.0
+        tb, fps = stream_timing(stream)
         if fps <= 0:
             log.warning("%s: unknown frame rate; assuming 30 fps where timestamps are missing", src)
         # Tolerance for "t >= slot": timestamp quantisation for files (one time-base tick), capture
         # jitter for live sources (a quarter period), so equal-rate sources keep every frame.
-        eps = 0.25 / max(fps, target_fps or 0, 1.0) if live else max(1e-6, min(float(tb), 0.25 / (fps or 30)))
-        resampler = _Resampler(target_fps, fps, eps)
+        if live:
+            resampler = Resampler(target_fps, fps, 0.25 / max(fps, target_fps or 0, 1.0))
+        else:
+            resampler = Resampler.for_file(target_fps, fps, tb)
         pts0, seeked = None, False  # t is measured from the first frame's pts
         if start_sec and start_sec > 0 and not live:
             try:  # after a seek the first frame is unknown: the stream's start time stands in for it

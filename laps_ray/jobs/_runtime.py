@@ -91,6 +91,8 @@ def job_main(run: Callable[[], Any], describe: Callable[[Any], str]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        _shutdown_ray()
     print(describe(result))
     code = getattr(result, "exit_code", 0)
     if code:
@@ -99,6 +101,20 @@ def job_main(run: Callable[[], Any], describe: Callable[[Any], str]) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Ray
+
+
+_connected_here = False  # True once init_ray() itself called ray.init() in this process
+
+
+def _shutdown_ray() -> None:
+    """Disconnect (and stop a local instance) before the summary, so worker teardown noise from
+    Ray's log forwarding does not land after it. A Ray started by someone else (a test session,
+    a notebook) is left alone."""
+    global _connected_here
+    ray = sys.modules.get("ray")
+    if _connected_here and ray is not None and ray.is_initialized():
+        ray.shutdown()
+    _connected_here = False
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -117,8 +133,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         kwargs.update(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1")
     elif address:
         kwargs["address"] = address
+    global _connected_here
     t0 = time.perf_counter()
     ray.init(**kwargs)
+    _connected_here = True
     res = ray.cluster_resources()
     log.info(
         "ray ready in %.1fs: %g CPU, %g GPU", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0)

@@ -48,7 +48,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from laps_ray.config import ResourcesConfig, check, to_dict, to_yaml
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig
@@ -61,6 +61,9 @@ from laps_ray.io.decode import DecodeConfig
 from laps_ray.io.video import VideoError, list_videos
 from laps_ray.jobs import _runtime as rt
 from laps_ray.tracking.base import TrackerConfig
+
+if TYPE_CHECKING:
+    from laps_ray.pipeline.video_segments import VideoContext
 
 log = logging.getLogger("laps_ray.segment_folder")
 
@@ -242,6 +245,45 @@ def output_digest(cfg: SegmentJobConfig, params: dict[str, Any]) -> str:
         "tokenizer": {"batch_size": cfg.tokenizer.batch_size, "amp": cfg.tokenizer.amp},
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def video_context(
+    cfg: SegmentJobConfig,
+    seg: SegmentationConfig,
+    key: str,
+    source: str,
+    out_dir: str | Path,
+    params: dict[str, Any],
+    checkpoint_sha256: str,
+    config_sha256: str,
+    duration_sec: float | None = None,
+) -> VideoContext:
+    """The per-video output context of this job's settings (also ``stream``'s: same sections).
+
+    Args:
+        cfg: the job config (``energy``, ``export``, ``T``, ``stride``, ``decode.target_fps``).
+        seg: ``cfg.segmentation`` with its threshold resolved.
+        key, source, out_dir: the video's run.json key, input and output folder.
+        params: :func:`segments_params`; checkpoint_sha256, config_sha256: provenance digests.
+        duration_sec: ``video_duration_sec`` (None = from the timeline at the end).
+    """
+    from laps_ray.pipeline.video_segments import VideoContext
+
+    return VideoContext(
+        key=key,
+        source=source,
+        out_dir=str(out_dir),
+        energy=cfg.energy,
+        segmentation=seg,
+        export=cfg.export,
+        T=cfg.T,
+        stride=cfg.stride,
+        target_fps=cfg.decode.target_fps,
+        params=params,
+        checkpoint_sha256=checkpoint_sha256,
+        config_sha256=config_sha256,
+        duration_sec=duration_sec,
+    )
 
 
 def output_names(videos: list[Path], root: Path) -> dict[Path, str]:
@@ -460,19 +502,15 @@ def _execute(cfg, videos, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, 
                     ref = actor.process_shard.remote(item)
                 else:
                     video = by_key[item]
-                    ctx = vs.VideoContext(
-                        key=video.key,
-                        source=str(video.source),
-                        out_dir=str(video.out_dir),
-                        energy=cfg.energy,
-                        segmentation=seg,
-                        export=cfg.export,
-                        T=cfg.T,
-                        stride=cfg.stride,
-                        target_fps=cfg.decode.target_fps,
-                        params=params,
-                        checkpoint_sha256=ckpt_sha,
-                        config_sha256=cfg_sha,
+                    ctx = video_context(
+                        cfg,
+                        seg,
+                        video.key,
+                        str(video.source),
+                        video.out_dir,
+                        params,
+                        ckpt_sha,
+                        cfg_sha,
                         duration_sec=vs.video_duration(video.plan),
                     )
                     results = [video.results[k] for k in sorted(video.results)]

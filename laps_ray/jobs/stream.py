@@ -131,23 +131,11 @@ def run(
         shutil.rmtree(vdir)  # partial outputs of a killed run, or --overwrite
 
     from laps_ray.io.checkpoints import checkpoint_sha256
-    from laps_ray.pipeline import video_segments as vs
     from laps_ray.pipeline.live import run_live
     from laps_ray.pipeline.window_processor import WindowProcessor
 
     try:
-        processor = WindowProcessor(
-            cfg.tracker,
-            cfg.gates,
-            cfg.energy,
-            checkpoint,
-            T=cfg.T,
-            stride=cfg.stride,
-            tokenizer_batch=cfg.tokenizer.batch_size,
-            device=cfg.tokenizer.device,
-            amp=cfg.tokenizer.amp,
-            num_threads=cfg.stream.torch_threads,
-        )
+        processor = WindowProcessor.from_job_config(cfg, checkpoint, num_threads=cfg.stream.torch_threads)
     except ValueError as exc:  # tokenizer and T/grid do not fit: names the keys
         raise rt.JobError(str(exc)) from exc
     params = sf.segments_params(cfg, seg, thr_source, processor.tokenizer_config)
@@ -166,20 +154,7 @@ def run(
         threshold={"value": threshold, **thr_source},
     )
     live = is_live_source(cfg.source)
-    ctx = vs.VideoContext(
-        key=name,
-        source=cfg.source,
-        out_dir=str(vdir),
-        energy=cfg.energy,
-        segmentation=seg,
-        export=cfg.export,
-        T=cfg.T,
-        stride=cfg.stride,
-        target_fps=cfg.decode.target_fps,
-        params=params,
-        checkpoint_sha256=ckpt_sha,
-        config_sha256=cfg_sha,
-    )
+    ctx = sf.video_context(cfg, seg, name, cfg.source, vdir, params, ckpt_sha, cfg_sha)
     video_name = name if live else Path(cfg.source).name
     try:
         summary = run_live(processor, ctx, cfg.decode, cfg.stream, video_name, stop, on_progress)

@@ -33,21 +33,23 @@ clock as ``t = t_last + gap + t_conn`` where ``gap`` is the wall-clock time betw
 the outage and the first frame after it; the outage therefore appears in ``t_start``/``t_end`` and in
 segment seconds, while processed-frame numbers stay contiguous (window geometry is in frames).
 
-**Incremental outputs** (layout of ``laps_ray.io.exports``): one ``energy.jsonl`` line per window as
-soon as its result arrives (atomic: written to a hidden temporary, renamed when the stream ends); when a
+**Incremental outputs** (layout of ``laps_ray.io.exports``): one ``energy.jsonl`` line per window as soon
+as its result arrives (atomic: written to a hidden temporary, renamed when the stream ends); when a
 segment closes: its codes sidecar, its clip, and a rewrite of ``segments.json``. Segments are mapped to
-source frames and seconds, and sidecar windows selected, with the functions ``segment_folder`` uses
-(``video_segments.to_source`` / ``select_windows``); the state machine, smoothing and change points are
-the ``core`` streaming steps that ``segment_folder`` folds offline. With change points on, a window's
-score arrives ``k`` windows late, so the state machine runs ``k`` windows behind the tokenizer.
+source frames and seconds, sidecar windows selected and records, sidecars, the plot and segments.json
+built with the functions ``segment_folder`` uses (``video_segments.source_segment`` / ``select_windows``
+/ ``segment_record`` / ``sidecar_meta`` / ``segments_doc``, and ``end_of_video`` for a file's last
+frame); the state machine, smoothing and change points are the ``core`` streaming steps that
+``segment_folder`` folds offline. With change points on, a window's score arrives ``k`` windows late, so
+the state machine runs ``k`` windows behind the tokenizer.
 
-**Clips.** A file is re-readable: its clips are cut at the end with ``write_clips`` (exactly
-``segment_folder``'s). A live source is not: the reader keeps a ring buffer of recent *source* frames and
-each segment is encoded incrementally, at the source frame rate, as its frames become final. The ring
-keeps exactly what a future segment start can still need (the look-back of ``up_count`` windows plus
-the queue and the change-point lag) and the frames of the open segment not yet committed to its encoder;
-with change points on, frames after a possible split boundary are held back until the split is decided.
-``ring_max_seconds`` caps the ring (a warning; that clip then misses its oldest frames).
+**Clips.** A file is re-readable: its clips are cut at the end with ``video_segments.write_file_clips``
+(exactly ``segment_folder``'s). A live source is not: the reader keeps a ring buffer of recent *source*
+frames and each segment is encoded incrementally, at the source frame rate, as its frames become final.
+The ring keeps exactly what a future segment start can still need (the look-back of ``up_count`` windows
+plus the queue and the change-point lag) and the frames of the open segment not yet committed to its
+encoder; with change points on, frames after a possible split boundary are held back until the split is
+decided. ``ring_max_seconds`` caps the ring (a warning; that clip then misses its oldest frames).
 
 **Shutdown.** :func:`run_live` takes a ``stop`` event (the job sets it on SIGINT/SIGTERM): the reader
 stops at the next frame, the windows already read are computed, the open segment is closed (reason
@@ -72,7 +74,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import cv2
 import numpy as np
 
 from laps_ray.config import check
@@ -83,7 +84,7 @@ from laps_ray.core.energy import ENERGY_SOURCES
 from laps_ray.core.windows import WindowBuffer, flush_windows, push_item
 from laps_ray.io import exports as ex
 from laps_ray.io.decode import DecodeConfig
-from laps_ray.io.video import Frame, VideoError, iter_frames, resized_size, write_clips, write_video
+from laps_ray.io.video import Frame, Resampler, VideoError, iter_frames, resize_shorter_side, write_video
 from laps_ray.pipeline import video_segments as vs
 from laps_ray.pipeline.window_processor import GATE_MOTION, GATE_PRE, WindowProcessor, WindowResult
 from laps_ray.tracking.windowed import Window
@@ -519,7 +520,7 @@ class SourceReader(threading.Thread):
 
     def _check_plan(self, p: int, frame: Frame) -> None:
         plan = self.plan
-        ok = p < plan.num_frames and frame.index == plan.index[p] and abs(frame.t - plan.t[p]) <= 1e-3
+        ok = p < plan.num_frames and vs.matches_plan(plan.index[p], plan.t[p], frame.index, frame.t)
         self.matches_plan = bool(ok)
 
     # -- frames
@@ -554,12 +555,10 @@ class SourceReader(threading.Thread):
                 yield fr, now
 
     def _live_frames(self) -> Iterator[tuple[Frame, float]]:
-        # The resampler's keep rule, used as is (one copy of it; video_segments does the same). Every
-        # decoded frame goes to the ring buffer for clips; only kept frames are processed.
-        from laps_ray.io.video import _Resampler
-
+        # io.video's resampling rule, applied on the stream's clock (times continue across reconnects).
+        # Every decoded frame goes to the ring buffer for clips; only kept frames are processed.
         target = self.decode.target_fps
-        resampler = _Resampler(target, 0.0, 0.25 / target)  # live tolerance: a quarter period
+        resampler = Resampler(target, 0.0, 0.25 / target)  # live tolerance: a quarter period
         clip_shorter = self.live.clip_resize_shorter or None
         rc = self.live.reconnect
         failures = 0
@@ -643,10 +642,7 @@ class SourceReader(threading.Thread):
 
     def _processed(self, image: np.ndarray) -> np.ndarray:
         """A decoded frame (source or clip size) at the processed size (same resize as iter_frames)."""
-        h, w = resized_size(image.shape[0], image.shape[1], self.decode.resize_shorter or None)
-        if (h, w) == image.shape[:2]:
-            return image
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return resize_shorter_side(image, self.decode.resize_shorter or None)
 
 
 # -------------------------------------------------------------------------------------------- clips
@@ -994,95 +990,61 @@ class LiveSegmenter:
         return self.plan is not None and self.done_info is not None and self.done_info.matches_plan
 
     def timeline_source(self) -> str:
-        """``params.timeline`` of segments.json: ``plan``/``decoded`` as segment_folder, ``live``."""
+        """``params.timeline`` of segments.json: a file's as segment_folder (``vs.timeline_source``),
+        ``live`` for a live source."""
         if self.live:
             return "live"
-        return "plan" if self._plan_matches() else "decoded"
+        return vs.timeline_source(self.plan, self._plan_matches())
 
     def source_fps(self) -> float:
-        """``fps`` of segments.json: a file's nominal rate (as segment_folder), a live source's measured."""
+        """``fps`` of segments.json: a file's as segment_folder (``vs.source_fps``), a live source's
+        measured rate."""
         if self.live:
             return float(self.done_info.source_fps if self.done_info else self.fps_hint())
-        return float(self.plan.source_fps) if self.plan is not None else 0.0
+        return vs.source_fps(self.plan)
 
     def _end_rule(self, idx: np.ndarray) -> tuple[int, float]:
-        """Last source frame and source fps at the end of the stream (segment_folder's merge rule for a
-        file: the last frame from the plan when every frame matched it, else the last decoded frame)."""
+        """Last source frame and source fps at the end of the stream: segment_folder's rule for a file
+        (``vs.end_of_video``); for a live source the last frame decoded and the measured rate."""
         if self.live:
             info = self.done_info
             return (info.last_source_frame if info else int(idx[-1])), self.source_fps()
-        if self._plan_matches():
-            return max(self.plan.num_source_frames - 1, int(idx[-1])), self.source_fps()
-        return int(idx[-1]), self.source_fps()
+        return vs.end_of_video(self.plan, self._plan_matches(), int(idx[-1]))
 
     def _close(self, c: _Close, final: bool) -> None:
         ev = c.end
         vw, f0 = self._local_view(final)
-        a, b = ev.start_frame, ev.end_frame
-        f_start, f_end, t0, t1 = vs.to_source(vw, a - f0, b - f0)
         label = ex.segment_label(len(self.records) + len(self._finishing))
+        seg = vs.source_segment(
+            vw, label, ev.start_frame, ev.end_frame, ev.start_window, ev.window, ev.mean_energy, ev.reason, f0
+        )
         exp = self.ctx.export
-        rec: dict[str, Any] = {
-            "start_sec": t0,
-            "end_sec": t1,
-            "start_frame": f_start,
-            "end_frame": f_end,
-            "label": label,
-            "mean_energy": float(ev.mean_energy),
-            "clip": f"{ex.CLIPS_DIR}/{label}.mp4" if exp.clips else None,
-            "codes": f"{ex.CODES_DIR}/{label}.json" if exp.codes else None,
-            "vectors": f"{ex.CODES_DIR}/{label}.npy" if exp.codes else None,
-            "num_frames": f_end - f_start + 1,
-            "processed_frames": [int(a), int(b)],
-            "windows": [int(ev.start_window), int(ev.window)],
-            "end_reason": ev.reason,
-        }
+        sel = None
         if exp.codes:
-            sel = vs.select_windows(vw, a - f0, b - f0, self.ctx.T, exp.codes_min_overlap)
-            rec["num_code_windows"] = int(sel.size)
+            sel = vs.select_windows(
+                vw, ev.start_frame - f0, ev.end_frame - f0, self.ctx.T, exp.codes_min_overlap
+            )
             vectors = np.zeros((sel.size, self.L, self.D), dtype=np.float32)
             hist = list(self.hist)
             for j, i in enumerate(sel):
                 if hist[i].zq is not None:
                     vectors[j] = hist[i].zq
-            ex.write_codes_sidecar(
-                self.out / ex.CODES_DIR,
-                label,
-                {
-                    "video": self.video_name,
-                    "segment": label,
-                    "start_frame": f_start,
-                    "end_frame": f_end,
-                    "start_sec": t0,
-                    "end_sec": t1,
-                    "processed_frames": [int(a), int(b)],
-                    "windows": [int(vw.window[i]) for i in sel],
-                    "window_frames": [[int(vw.frame_index[i]), int(vw.end_frame_index[i])] for i in sel],
-                    "codes": [[int(x) for x in vw.codes[i]] for i in sel],
-                    "selection": {
-                        "rule": "window has codes and >= min_overlap of its frames inside the segment",
-                        "min_overlap": exp.codes_min_overlap,
-                    },
-                    "T": self.ctx.T,
-                    "stride": self.ctx.stride,
-                    "target_fps": self.ctx.target_fps,
-                    "checkpoint_sha256": self.ctx.checkpoint_sha256,
-                },
-                vectors,
-            )
+            meta = vs.sidecar_meta(self.video_name, seg, vw, sel, self.ctx)
+            ex.write_codes_sidecar(self.out / ex.CODES_DIR, label, meta, vectors)
+        rec = vs.segment_record(seg, exp, sel)
         if c.clip is not None:
-            c.clip.end_src = f_end
-            self._feed(c.clip, f_end + 1)
+            c.clip.end_src = seg.end_frame
+            self._feed(c.clip, seg.end_frame + 1)
             c.clip.end()
         self._finishing.append(_Finishing(rec, c.clip))
         log.info(
             "%s: %s %.2f-%.2fs (frames %d-%d, %s)",
             self.video_name,
             label,
-            t0,
-            t1,
-            f_start,
-            f_end,
+            seg.start_sec,
+            seg.end_sec,
+            seg.start_frame,
+            seg.end_frame,
             ev.reason,
         )
 
@@ -1186,29 +1148,18 @@ class LiveSegmenter:
         self._collect(block=True)
         self._energy_closed = True
         self.energy_writer.close()
-        if not self.live and self.ctx.export.clips and self.records:
-            recs = [r for r in self.records if r["clip"]]
-            counts = write_clips(
-                self.ctx.source,
-                [(r["start_frame"], r["end_frame"]) for r in recs],
-                [self.out / r["clip"] for r in recs],
-                crf=self.ctx.export.clip_crf,
-                preset=self.ctx.export.clip_preset,
-            )
-            for r, n in zip(recs, counts):
-                r["clip_frames"] = int(n)
+        if not self.live:  # a file is re-readable: its clips are cut at the end, as segment_folder's
+            vs.write_file_clips(self.ctx, self.records)
         if self.ctx.export.plot and len(self._e):
-            thr = float(self.ctx.segmentation.threshold)
-            ex.plot_energy(
-                self.out / ex.PLOT_FILE,
+            vs.plot_video_energy(
+                self.ctx,
                 np.frombuffer(self._t_mid, dtype=np.float64),
                 np.frombuffer(self._e, dtype=np.float64),
                 np.frombuffer(self._es, dtype=np.float64),
-                thr,
-                thr * self.ctx.segmentation.hysteresis_ratio,
-                [(r["start_sec"], r["end_sec"]) for r in self.records],
+                self.records,
                 np.frombuffer(self._gated, dtype=np.int8).astype(bool),
-                title=f"{self.video_name}: {self.ctx.energy.source} energy (stream)",
+                self.video_name,
+                suffix=" (stream)",
             )
         self.write_segments(final=True)
 
@@ -1236,21 +1187,17 @@ class LiveSegmenter:
 
     def write_segments(self, final: bool) -> None:
         """(Re)write segments.json: the kept segments so far, params and the stream's state."""
-        params = dict(self.ctx.params)
-        params.update(
-            num_frames=self.timeline.count, num_windows=self.next_window, timeline=self.timeline_source()
+        doc = vs.segments_doc(
+            self.ctx,
+            self.video_name,
+            self.duration(),
+            self.source_fps(),
+            self.records,
+            self.timeline.count,
+            self.next_window,
+            self.timeline_source(),
         )
-        duration = self.duration()
-        doc = {
-            "video": self.video_name,
-            "video_duration_sec": None if duration is None else float(duration),
-            "fps": self.source_fps(),
-            "segments": self.records,
-            "params": params,
-            "checkpoint_sha256": self.ctx.checkpoint_sha256,
-            "config_sha256": self.ctx.config_sha256,
-            "stream": {"finished": final, **self.extra()},
-        }
+        doc["stream"] = {"finished": final, **self.extra()}
         ex.write_segments_json(self.out / ex.SEGMENTS_FILE, doc)
 
 

@@ -43,7 +43,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ from laps_ray.core.segmentation import Segment, SegmentationConfig, WindowGeomet
 from laps_ray.core.smoothing import for_segmentation, smooth
 from laps_ray.core.windows import window_starts
 from laps_ray.io import exports as ex
-from laps_ray.io.video import iter_frames, probe, write_clips
+from laps_ray.io.video import Resampler, iter_frames, probe, stream_timing, video_stream, write_clips
 from laps_ray.pipeline.window_processor import GATE_MOTION, GATE_PRE, WindowProcessor
 from laps_ray.tracking.windowed import Timeline
 
@@ -106,22 +105,13 @@ def plan_timeline(source: str | Path, target_fps: float) -> TimelinePlan | None:
     """
     import av
 
-    # The resampler's keep rule, used as is so there is one copy of it; if this prediction ever
-    # diverges from a real decode, run_shard detects it frame by frame and the video falls back.
-    from laps_ray.io.video import _Resampler
-
     info = probe(source)  # precise reasons for unreadable inputs
     if info.is_live:
         return None
     try:
         with av.open(str(source)) as container:
-            streams = [
-                s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
-            ]
-            stream = streams[0]
-            tb = stream.time_base or Fraction(1, 90000)
-            rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else 0.0
+            stream = video_stream(container)  # the stream iter_frames decodes (probe found one)
+            tb, fps = stream_timing(stream)
             pts: list[int] = []
             for packet in container.demux(stream):
                 if packet.size == 0:  # the flush packet at the end
@@ -139,8 +129,9 @@ def plan_timeline(source: str | Path, target_fps: float) -> TimelinePlan | None:
         return None
     p0 = int(order[0])
     times = [float((int(p) - p0) * tb) for p in order]  # exactly as iter_frames computes t
-    eps = max(1e-6, min(float(tb), 0.25 / fps))  # iter_frames' tolerance for files
-    resampler = _Resampler(target_fps, fps, eps)
+    # iter_frames' own resampler for files, so there is one copy of the rule; if this prediction ever
+    # diverges from a real decode, run_shard detects it frame by frame and the video falls back.
+    resampler = Resampler.for_file(target_fps, fps, tb)
     keep = np.array([resampler.keep(t) for t in times], dtype=bool)
     index = np.flatnonzero(keep).astype(np.int64)
     return TimelinePlan(
@@ -367,10 +358,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _matches(spec: ShardSpec, index: np.ndarray, times: np.ndarray) -> bool:
-    if spec.expect_index is None or spec.expect_t is None or index.size != spec.expect_index.size:
+def matches_plan(
+    expect_index: np.ndarray | int,
+    expect_t: np.ndarray | float,
+    index: np.ndarray | int,
+    t: np.ndarray | float,
+) -> bool:
+    """Decoded frames are the planned ones: same shape, same source indices, times within 1 ms.
+
+    Args:
+        expect_index, expect_t: planned source index and time (seconds) of each frame (arrays or scalars).
+        index, t: the decoded ones, same layout.
+    """
+    index, expect_index = np.asarray(index), np.asarray(expect_index)
+    if index.shape != expect_index.shape:
         return False
-    return bool((index == spec.expect_index).all() and (np.abs(times - spec.expect_t) <= _T_TOL).all())
+    return bool((index == expect_index).all() and (np.abs(np.asarray(t) - expect_t) <= _T_TOL).all())
+
+
+def _matches(spec: ShardSpec, index: np.ndarray, times: np.ndarray) -> bool:
+    if spec.expect_index is None or spec.expect_t is None:
+        return False
+    return matches_plan(spec.expect_index, spec.expect_t, index, times)
 
 
 # ------------------------------------------------------------------------------------------- merge
@@ -443,16 +452,14 @@ def merge_shards(
     window = np.concatenate([r.window for r in results])
     if not np.array_equal(window, np.arange(window.size)):
         raise ValueError(f"{key}: merged windows are not 0..{window.size - 1} in order")
-    if plan is not None and all(r.matches_plan for r in results):
-        index, times, source = plan.index, plan.t, "plan"
-        last_src = max(plan.num_source_frames - 1, int(index[-1]))
-        fps = plan.source_fps
+    matched = plan is not None and all(r.matches_plan for r in results)
+    if matched:
+        index, times = plan.index, plan.t
     elif len(results) == 1:
-        index, times, source = results[0].frame_index, results[0].frame_t, "decoded"
-        last_src = int(index[-1])
-        fps = plan.source_fps if plan is not None else 0.0
+        index, times = results[0].frame_index, results[0].frame_t
     else:
         raise ValueError(f"{key}: sharded results do not match the planned timeline")
+    last_src, fps = end_of_video(plan, matched, int(index[-1]))
     F = index.size
     expected = window_starts(F, T, stride).size
     if window.size != expected:
@@ -475,8 +482,36 @@ def merge_shards(
         source_fps=fps,
         zq_parts=[(r.zq_path, r.first_window, r.num_windows) for r in results],
         latent_dim=results[0].latent_dim,
-        timeline_source=source,
+        timeline_source=timeline_source(plan, matched),
     )
+
+
+def timeline_source(plan: TimelinePlan | None, matches: bool) -> str:
+    """Which timeline a file's outputs use (``params.timeline`` of segments.json): ``"plan"`` when
+    every decoded frame matched the plan (and the count), else ``"decoded"``."""
+    return "plan" if plan is not None and matches else "decoded"
+
+
+def source_fps(plan: TimelinePlan | None) -> float:
+    """``fps`` of a file's segments.json: the plan's nominal source rate (0.0 without a plan)."""
+    return float(plan.source_fps) if plan is not None else 0.0
+
+
+def end_of_video(plan: TimelinePlan | None, matches: bool, last_decoded: int) -> tuple[int, float]:
+    """The end-of-video rule of a file: (last source frame, source fps) for :func:`to_source`.
+
+    On the plan's timeline (:func:`timeline_source`) the last source frame is the plan's last packet
+    (source frames after the last processed one belong to the last segment), else the last decoded
+    frame; the fps is :func:`source_fps`.
+
+    Args:
+        plan: the file's planned timeline, or None.
+        matches: every decoded frame matched the plan.
+        last_decoded: source index of the last processed frame of the timeline in use.
+    """
+    if timeline_source(plan, matches) == "plan":
+        return max(plan.num_source_frames - 1, last_decoded), source_fps(plan)
+    return last_decoded, source_fps(plan)
 
 
 # -------------------------------------------------------------------------------------- segmentation
@@ -544,23 +579,56 @@ def segment_video(
             changes = changepoint_scores(None, vw.vectors(vw.window), cp, valid=valid)
     geom = WindowGeometry(T=T, stride=stride, target_fps=target_fps, num_frames=vw.num_frames)
     found: list[Segment] = segment_offline(signal, seg, geom, changes)
-    segments = []
-    for k, s in enumerate(found):
-        f0, f1, t0, t1 = to_source(vw, s.start_frame, s.end_frame)
-        segments.append(
-            SourceSegment(
-                label=ex.segment_label(k),
-                start_frame=f0,
-                end_frame=f1,
-                start_sec=t0,
-                end_sec=t1,
-                processed=(int(s.start_frame), int(s.end_frame)),
-                windows=(int(s.start_window), int(s.end_window)),
-                mean_energy=float(s.mean_energy),
-                reason=s.reason,
-            )
+    segments = [
+        source_segment(
+            vw,
+            ex.segment_label(k),
+            s.start_frame,
+            s.end_frame,
+            s.start_window,
+            s.end_window,
+            s.mean_energy,
+            s.reason,
         )
+        for k, s in enumerate(found)
+    ]
     return VideoSegmentation(raw, smoothed, signal, changes, segments)
+
+
+def source_segment(
+    vw: VideoWindows,
+    label: str,
+    start_frame: int,
+    end_frame: int,
+    start_window: int,
+    end_window: int,
+    mean_energy: float,
+    reason: str,
+    f0: int = 0,
+) -> SourceSegment:
+    """A state-machine segment (processed frames ``start_frame..end_frame``, inclusive) in source
+    frames and seconds (:func:`to_source`).
+
+    Args:
+        vw: the windows and timeline; its processed frame 0 is the video's frame ``f0`` (``stream``
+            holds only recent frames: a view whose frames start at ``f0``).
+        label: the segment's label (:func:`laps_ray.io.exports.segment_label`).
+        start_frame, end_frame, start_window, end_window: the segment in the video's processed frames
+            and windows.
+        mean_energy, reason: as the state machine reports them.
+    """
+    sf, ef, t0, t1 = to_source(vw, start_frame - f0, end_frame - f0)
+    return SourceSegment(
+        label=label,
+        start_frame=sf,
+        end_frame=ef,
+        start_sec=t0,
+        end_sec=t1,
+        processed=(int(start_frame), int(end_frame)),
+        windows=(int(start_window), int(end_window)),
+        mean_energy=float(mean_energy),
+        reason=reason,
+    )
 
 
 def select_windows(vw: VideoWindows, a: int, b: int, T: int, min_overlap: float) -> np.ndarray:
@@ -605,6 +673,152 @@ class VideoContext:
     duration_sec: float | None = None
 
 
+def segment_record(
+    seg: SourceSegment, export: ex.ExportConfig, code_windows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One entry of segments.json ``segments`` (``clip_frames`` is added once its clip is cut).
+
+    Args:
+        seg: the segment in source terms.
+        export: which files exist for it (clip, codes sidecar).
+        code_windows: the windows of its codes sidecar (:func:`select_windows`) when ``export.codes``.
+    """
+    rec: dict[str, Any] = {
+        "start_sec": seg.start_sec,
+        "end_sec": seg.end_sec,
+        "start_frame": seg.start_frame,
+        "end_frame": seg.end_frame,
+        "label": seg.label,
+        "mean_energy": seg.mean_energy,
+        "clip": f"{ex.CLIPS_DIR}/{seg.label}.mp4" if export.clips else None,
+        "codes": f"{ex.CODES_DIR}/{seg.label}.json" if export.codes else None,
+        "vectors": f"{ex.CODES_DIR}/{seg.label}.npy" if export.codes else None,
+        "num_frames": seg.end_frame - seg.start_frame + 1,
+        "processed_frames": list(seg.processed),
+        "windows": list(seg.windows),
+        "end_reason": seg.reason,
+    }
+    if export.codes:
+        if code_windows is None:
+            raise ValueError(f"{seg.label}: export.codes is on but no sidecar windows were given")
+        rec["num_code_windows"] = int(code_windows.size)
+    return rec
+
+
+def sidecar_meta(
+    video: str, seg: SourceSegment, vw: VideoWindows, sel: np.ndarray, ctx: VideoContext
+) -> dict[str, Any]:
+    """The JSON fields of a segment's codes sidecar (:func:`laps_ray.io.exports.write_codes_sidecar`).
+
+    Args:
+        video: ``video`` of segments.json.
+        seg: the segment.
+        vw: the windows; ``sel`` indexes them (rows of ``vw``, whose ``window`` holds the ids).
+        sel: the sidecar's windows (:func:`select_windows`), in window order.
+        ctx: geometry, selection setting and checkpoint digest.
+    """
+    return {
+        "video": video,
+        "segment": seg.label,
+        "start_frame": seg.start_frame,
+        "end_frame": seg.end_frame,
+        "start_sec": seg.start_sec,
+        "end_sec": seg.end_sec,
+        "processed_frames": list(seg.processed),
+        "windows": [int(vw.window[i]) for i in sel],
+        "window_frames": [[int(vw.frame_index[i]), int(vw.end_frame_index[i])] for i in sel],
+        "codes": [[int(c) for c in vw.codes[i]] for i in sel],
+        "selection": {
+            "rule": "window has codes and >= min_overlap of its frames inside the segment",
+            "min_overlap": ctx.export.codes_min_overlap,
+        },
+        "T": ctx.T,
+        "stride": ctx.stride,
+        "target_fps": ctx.target_fps,
+        "checkpoint_sha256": ctx.checkpoint_sha256,
+    }
+
+
+def write_file_clips(ctx: VideoContext, records: list[dict[str, Any]]) -> None:
+    """Cut the clips of a file's segment records from ``ctx.source`` (one decode) when ``export.clips``;
+    sets each record's ``clip_frames``. Records without a clip are skipped.
+
+    Raises:
+        VideoError: the source cannot be read.
+    """
+    recs = [r for r in records if r["clip"]]
+    if not ctx.export.clips or not recs:
+        return
+    out = Path(ctx.out_dir)
+    counts = write_clips(
+        ctx.source,
+        [(r["start_frame"], r["end_frame"]) for r in recs],
+        [out / r["clip"] for r in recs],
+        crf=ctx.export.clip_crf,
+        preset=ctx.export.clip_preset,
+    )
+    for r, n in zip(recs, counts):
+        r["clip_frames"] = int(n)
+
+
+def plot_video_energy(
+    ctx: VideoContext,
+    t: np.ndarray,
+    energy: np.ndarray,
+    energy_smooth: np.ndarray,
+    records: list[dict[str, Any]],
+    gated: np.ndarray,
+    video: str,
+    suffix: str = "",
+) -> None:
+    """``energy.png`` of a video: (W,) window times ``t`` (s), raw and smoothed energies, the on/off
+    thresholds of ``ctx.segmentation``, the segment records shaded and ``gated`` (W,) bool marked."""
+    thr = float(ctx.segmentation.threshold)
+    ex.plot_energy(
+        Path(ctx.out_dir) / ex.PLOT_FILE,
+        t,
+        energy,
+        energy_smooth,
+        thr,
+        thr * ctx.segmentation.hysteresis_ratio,
+        [(r["start_sec"], r["end_sec"]) for r in records],
+        gated,
+        title=f"{video}: {ctx.energy.source} energy{suffix}",
+    )
+
+
+def segments_doc(
+    ctx: VideoContext,
+    video: str,
+    duration: float | None,
+    fps: float,
+    records: list[dict[str, Any]],
+    num_frames: int,
+    num_windows: int,
+    timeline: str,
+) -> dict[str, Any]:
+    """The body of a video's segments.json (:func:`laps_ray.io.exports.write_segments_json`).
+
+    Args:
+        ctx: params and digests.
+        video: file name (or stream name); duration: ``video_duration_sec`` (None = unknown).
+        fps: source frame rate; records: :func:`segment_record` entries.
+        num_frames, num_windows, timeline: added to ``params`` (processed frames, windows,
+            :func:`timeline_source` or ``"live"``).
+    """
+    params = dict(ctx.params)
+    params.update(num_frames=num_frames, num_windows=num_windows, timeline=timeline)
+    return {
+        "video": video,
+        "video_duration_sec": None if duration is None else float(duration),
+        "fps": float(fps),
+        "segments": records,
+        "params": params,
+        "checkpoint_sha256": ctx.checkpoint_sha256,
+        "config_sha256": ctx.config_sha256,
+    }
+
+
 def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
     """Segment one merged video and write all its outputs (segments.json last); delete its ``.work``.
 
@@ -638,93 +852,28 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
                 )
             )
 
+    video = Path(ctx.source).name
     seg_records = []
     for s in res.segments:
-        rec: dict[str, Any] = {
-            "start_sec": s.start_sec,
-            "end_sec": s.end_sec,
-            "start_frame": s.start_frame,
-            "end_frame": s.end_frame,
-            "label": s.label,
-            "mean_energy": s.mean_energy,
-            "clip": f"{ex.CLIPS_DIR}/{s.label}.mp4" if ctx.export.clips else None,
-            "codes": f"{ex.CODES_DIR}/{s.label}.json" if ctx.export.codes else None,
-            "vectors": f"{ex.CODES_DIR}/{s.label}.npy" if ctx.export.codes else None,
-            "num_frames": s.end_frame - s.start_frame + 1,
-            "processed_frames": list(s.processed),
-            "windows": list(s.windows),
-            "end_reason": s.reason,
-        }
+        sel = None
         if ctx.export.codes:
             sel = select_windows(vw, s.processed[0], s.processed[1], ctx.T, ctx.export.codes_min_overlap)
-            rec["num_code_windows"] = int(sel.size)
-            ex.write_codes_sidecar(
-                out / ex.CODES_DIR,
-                s.label,
-                {
-                    "video": Path(ctx.source).name,
-                    "segment": s.label,
-                    "start_frame": s.start_frame,
-                    "end_frame": s.end_frame,
-                    "start_sec": s.start_sec,
-                    "end_sec": s.end_sec,
-                    "processed_frames": list(s.processed),
-                    "windows": [int(w) for w in sel],
-                    "window_frames": [[int(vw.frame_index[w]), int(vw.end_frame_index[w])] for w in sel],
-                    "codes": [[int(c) for c in vw.codes[w]] for w in sel],
-                    "selection": {
-                        "rule": "window has codes and >= min_overlap of its frames inside the segment",
-                        "min_overlap": ctx.export.codes_min_overlap,
-                    },
-                    "T": ctx.T,
-                    "stride": ctx.stride,
-                    "target_fps": ctx.target_fps,
-                    "checkpoint_sha256": ctx.checkpoint_sha256,
-                },
-                vw.vectors(sel),
-            )
-        seg_records.append(rec)
+            meta = sidecar_meta(video, s, vw, sel, ctx)
+            ex.write_codes_sidecar(out / ex.CODES_DIR, s.label, meta, vw.vectors(vw.window[sel]))
+        seg_records.append(segment_record(s, ctx.export, sel))
 
-    if ctx.export.clips and res.segments:
-        ranges = [(s.start_frame, s.end_frame) for s in res.segments]
-        paths = [out / ex.CLIPS_DIR / f"{s.label}.mp4" for s in res.segments]
-        counts = write_clips(
-            ctx.source, ranges, paths, crf=ctx.export.clip_crf, preset=ctx.export.clip_preset
-        )
-        for rec, n in zip(seg_records, counts):
-            rec["clip_frames"] = int(n)
-
+    write_file_clips(ctx, seg_records)
     if ctx.export.plot:
-        thr = float(ctx.segmentation.threshold)
-        ex.plot_energy(
-            out / ex.PLOT_FILE,
-            0.5 * (vw.t_start + vw.t_end),
-            res.energy,
-            res.energy_smooth,
-            thr,
-            thr * ctx.segmentation.hysteresis_ratio,
-            [(s.start_sec, s.end_sec) for s in res.segments],
-            vw.gated,
-            title=f"{Path(ctx.source).name}: {ctx.energy.source} energy",
-        )
+        t_mid = 0.5 * (vw.t_start + vw.t_end)
+        plot_video_energy(ctx, t_mid, res.energy, res.energy_smooth, seg_records, vw.gated, video)
 
     duration = ctx.duration_sec
     if duration is None:
         _, _, _, duration = to_source(vw, vw.num_frames - 1, vw.num_frames - 1)
-    params = dict(ctx.params)
-    params.update(num_frames=vw.num_frames, num_windows=vw.num_windows, timeline=vw.timeline_source)
-    ex.write_segments_json(
-        out / ex.SEGMENTS_FILE,
-        {
-            "video": Path(ctx.source).name,
-            "video_duration_sec": float(duration),
-            "fps": float(vw.source_fps),
-            "segments": seg_records,
-            "params": params,
-            "checkpoint_sha256": ctx.checkpoint_sha256,
-            "config_sha256": ctx.config_sha256,
-        },
+    doc = segments_doc(
+        ctx, video, duration, vw.source_fps, seg_records, vw.num_frames, vw.num_windows, vw.timeline_source
     )
+    ex.write_segments_json(out / ex.SEGMENTS_FILE, doc)
     shutil.rmtree(out / ex.WORK_DIR, ignore_errors=True)
     return {
         "status": "done",
@@ -761,8 +910,8 @@ def process_video_local(
         )
         results = [run_shard(processor, s, batch_windows) for s in specs]
     vw = merge_shards(results, plan, ctx.T, ctx.stride)
-    if ctx.duration_sec is None and plan is not None:
-        ctx = dataclasses.replace(ctx, duration_sec=plan.duration_sec)
+    if ctx.duration_sec is None:
+        ctx = dataclasses.replace(ctx, duration_sec=video_duration(plan))
     return finalize_video(vw, ctx)
 
 

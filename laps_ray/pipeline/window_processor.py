@@ -159,6 +159,30 @@ class WindowProcessor:
         self.amp = bool(amp) and self.device.type == "cuda"
         self.tracker = make_tracker(tracker)
 
+    @classmethod
+    def from_job_config(cls, cfg: Any, checkpoint: str | Path, num_threads: int = 0) -> WindowProcessor:
+        """The processor a ``segment_folder`` or ``stream`` job config describes, so both jobs compute
+        the same windows from the same settings.
+
+        Args:
+            cfg: a job config with ``tracker``, ``gates``, ``energy``, ``T``, ``stride`` and ``tokenizer``
+                (``batch_size``, ``device``, ``amp``) sections.
+            checkpoint: tokenizer checkpoint directory.
+            num_threads: torch CPU threads (0 = leave torch's default).
+        """
+        return cls(
+            cfg.tracker,
+            cfg.gates,
+            cfg.energy,
+            checkpoint,
+            T=cfg.T,
+            stride=cfg.stride,
+            tokenizer_batch=cfg.tokenizer.batch_size,
+            device=cfg.tokenizer.device,
+            amp=cfg.tokenizer.amp,
+            num_threads=num_threads,
+        )
+
     @property
     def num_tokens(self) -> int:
         """L, tokens per window."""
