@@ -4,7 +4,7 @@
 #
 #   bash scripts/make_default_checkpoint.sh [WORK_DIR]        (default WORK_DIR: runs/default_checkpoint)
 #
-# Environment knobs (defaults = the shipped checkpoint): NUM_VIDEOS=10 DURATION=25 EPOCHS=30
+# Environment knobs (defaults = the shipped checkpoint): NUM_VIDEOS=10 DURATION=25 EPOCHS=8
 # INSTALL=1 (0: train only, leave the assets alone). Each stage reuses finished outputs of an earlier
 # run in WORK_DIR (videos, tracks); the training folder is always made afresh.
 # A private local Ray instance is used (--address local), never another Ray on this machine.
@@ -15,7 +15,7 @@ export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"  # loopback-only private insta
 WORK="${1:-runs/default_checkpoint}"
 NUM_VIDEOS="${NUM_VIDEOS:-10}"
 DURATION="${DURATION:-25}"
-EPOCHS="${EPOCHS:-30}"
+EPOCHS="${EPOCHS:-8}"
 INSTALL="${INSTALL:-1}"
 ASSET="laps_ray/assets/tokenizer_small"
 mkdir -p "$WORK"
