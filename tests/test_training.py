@@ -147,10 +147,10 @@ def test_input_layer_init_brings_small_velocities_to_unit_scale(tracks):
     model = MotionTokenizer(named_config("tiny"))
     vel = torch.from_numpy(window_arrays(load_windows(list_track_files(tracks))).vel[:64])
     flat = vel.permute(0, 2, 1, 3, 4).reshape(-1, 32)
-    before = float((flat @ model.in_proj.weight.t()).std())
+    before = float((flat @ model.in_proj.weight.detach().t()).std())
     factor = scale_input_projection(model, vel, 1.0)
     assert before < 0.1 and factor == pytest.approx(1.0 / before)
-    assert float((flat @ model.in_proj.weight.t()).std()) == pytest.approx(1.0, rel=1e-4)
+    assert float((flat @ model.in_proj.weight.detach().t()).std()) == pytest.approx(1.0, rel=1e-4)
     assert scale_input_projection(model, torch.zeros_like(vel), 1.0) == 1.0  # no motion: unchanged
 
 

@@ -24,6 +24,9 @@ warm-up then cosine, stepped per step), ``epochs``, ``batch_size`` (per worker),
 ``use_gpu`` (``auto``: when the cluster has GPUs; then nccl and AMP ``amp_dtype``), ``storage_path``
 (default: ``--output``), ``keep_checkpoints`` (0 = all), ``backend`` (``ray``, or ``local`` = the same
 loop in this process without Ray, also ``--local``).
+``init_input_std`` (1.0): a fresh run scales the encoder's input layer on a sample of training
+windows so the small normalised velocities are not drowned by the position embedding (without it
+the codebook collapsed on the sample videos; ``laps_ray/assets/README.md``).
 
 **Ray Train.** A ``TorchTrainer`` (Train V2) with ``num_workers`` workers of ``cpus_per_worker`` CPUs
 (+ 1 GPU each when used); its controller reserves no CPU, so 2 × 1 CPU fits a 2-core machine. gloo
