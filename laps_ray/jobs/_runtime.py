@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +161,39 @@ def actor_options(cpus: float, gpus: float, retries: int = 2) -> dict[str, Any]:
     if gpus > 0 and cluster_gpus() > 0:
         opts["num_gpus"] = gpus
     return opts
+
+
+@contextmanager
+def reclaim_placement_groups(grace_s: float = 15.0) -> Iterator[None]:
+    """Remove placement groups created inside the block that outlive it.
+
+    Tune trials stopped early (ASHA) can leave the placement group of the ``TorchTrainer`` they
+    launched behind; its CPUs stay reserved and the next Train/Tune run waits forever with no error
+    (seen here: two 0.5-CPU groups left by a sweep starved a later 2-worker run). Groups that existed
+    before the block are never touched; Ray's own cleanup gets ``grace_s`` seconds first.
+    """
+    from ray._raylet import PlacementGroupID
+    from ray.util import placement_group_table, remove_placement_group
+    from ray.util.placement_group import PlacementGroup
+
+    before = set(placement_group_table())
+    try:
+        yield
+    finally:
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = [
+                pg_id
+                for pg_id, info in placement_group_table().items()
+                if pg_id not in before and info.get("state") != "REMOVED"
+            ]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for pg_id in left:
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
+        if left:
+            log.info("removed %d placement group(s) left behind by stopped trials", len(left))
 
 
 def default_num_actors(requested: int, cpus_per_actor: float, gpus_per_actor: float, num_items: int) -> int:

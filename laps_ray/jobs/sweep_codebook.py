@@ -212,7 +212,8 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
         ),
         run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0),
     )
-    grid = tuner.fit()
+    with rt.reclaim_placement_groups():
+        grid = tuner.fit()
     errors: dict[tuple[int, float], str] = {}
     for result in grid:
         if result.error is not None and result.config:

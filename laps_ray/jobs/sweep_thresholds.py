@@ -606,7 +606,8 @@ def run(cfg: SweepJobConfig) -> SweepResult:
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),
     )
-    grid = tuner.fit()
+    with rt.reclaim_placement_groups():
+        grid = tuner.fit()
 
     tols = [fmt_num(t) for t in sorted(set(cfg.tolerances_sec) | {cfg.tolerance_sec})]
     trials: list[dict[str, Any]] = []
