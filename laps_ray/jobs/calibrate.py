@@ -31,8 +31,12 @@ when an energy does not separate the labels). Then segment with the threshold::
 configured energy as recorded) on the ``raw`` series and on the causally ``smoothed`` one
 (``smoothing``, per video), pooled over all windows of all videos: best-F1 and best-Youden-J
 thresholds, ROC AUC, precision/recall/FPR at each (``core.calibration.threshold_search``). Gated
-windows (no tokens, energy 0) are left out unless ``include_gated`` (they sit below any threshold and
-would only inflate the AUC). Per-video AUCs are reported too. When an energy does not separate the
+windows (no tokens, energy 0) take part by default (``include_gated``): with the default gates nearly
+every rest window is gated, and leaving them out leaves only moving windows, so the pseudo-labels
+split motion against motion and the best-F1 threshold collapses to 0 ("always on", the original's
+shipped failure; measured on the demo videos: AUC 0.50 without them, 0.84-0.86 with them). Set
+``include_gated=false`` to study the energy among ungated windows only. Per-video AUCs are reported
+too. When an energy does not separate the
 labels (AUC < 0.5 + ``min_auc_margin``) it is said LOUDLY: a WARNING log line, the block's
 ``warning`` field, the report's ``warnings`` list and the printed summary. Pseudo-labels built from
 the same series that is searched are circular; that is flagged too.
@@ -107,7 +111,7 @@ class CalibrateJobConfig:
     sources: list[str] = field(default_factory=lambda: ["quantized"])
     labels: LabelRuleConfig = field(default_factory=LabelRuleConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
-    include_gated: bool = False
+    include_gated: bool = True
     min_auc_margin: float = 0.1
     strict: bool = False
 
