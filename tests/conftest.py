@@ -89,6 +89,11 @@ def ray_head(tmp_path_factory):
             time.sleep(1)
         yield {"url": url, "env": env, "ray": ray_bin}
     finally:
+        # Killing the head leaves Ray's "current cluster" pointer behind; a later bare ray.init()
+        # on this machine would try to join the dead cluster. Remove it if it names our head.
+        pointer = Path("/tmp/ray/ray_current_cluster")
+        if pointer.exists() and pointer.read_text().strip().endswith(f":{port}"):
+            pointer.unlink()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(proc.pid, sig)

@@ -130,6 +130,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
+    if address is None and not os.environ.get("RAY_ADDRESS") and _stale_local_cluster():
+        address = "local"
     if address == "local":
         kwargs.update(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1")
     elif address:
@@ -142,6 +144,32 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     log.info(
         "ray ready in %.1fs: %g CPU, %g GPU", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0)
     )
+
+
+def _stale_local_cluster() -> bool:
+    """True if Ray's pointer to "the cluster on this machine" names a GCS nobody listens on.
+
+    A bare ``ray.init()`` follows ``<ray temp dir>/ray_current_cluster``; a ``ray start`` that was
+    killed leaves it behind, and ``ray.init()`` then hangs forever trying to connect (ray#54715).
+    """
+    import socket
+
+    pointer = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+    try:
+        host, port = pointer.read_text().strip().rsplit(":", 1)
+    except (OSError, ValueError):
+        return False
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return False
+    except (OSError, ValueError):
+        log.warning(
+            "ignoring %s: no Ray cluster at %s:%s (left by a killed `ray start`); starting a local Ray",
+            pointer,
+            host,
+            port,
+        )
+        return True
 
 
 def cluster_gpus() -> float:
