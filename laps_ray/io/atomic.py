@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | Path, create: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; on success swap it in for ``path``.
+
+    An existing ``path`` is moved aside first and deleted after the swap, so readers see the old
+    directory or the new one, never a half-written one. On error the temporary is deleted.
+    ``create=False`` leaves the temporary path for the caller to create (e.g. ``shutil.copytree``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if create:
+        tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -18,10 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle
-import shutil
-import uuid
 from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -30,7 +27,7 @@ from typing import Any
 import torch
 
 from laps_ray.config import ConfigError, config_sha256, load_config, to_yaml
-from laps_ray.io.atomic import atomic_path
+from laps_ray.io.atomic import atomic_dir, atomic_path
 from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import TokenizerConfig
 
@@ -110,10 +107,7 @@ def save_tokenizer(
     from safetensors.torch import save_file
 
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir()
-    try:
+    with atomic_dir(target) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(to_yaml(cfg))
@@ -132,16 +126,6 @@ def save_tokenizer(
         if train_state is not None:
             _check_plain(dict(train_state), "train_state")
             torch.save(dict(train_state), tmp / TRAIN_STATE_FILE)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("saved tokenizer checkpoint %s", target)
     return target
 

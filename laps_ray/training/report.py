@@ -22,12 +22,11 @@ import math
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from laps_ray.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from laps_ray.io.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -332,18 +331,6 @@ def _json_line(obj: dict[str, Any]) -> str:
 
 
 def _replace_dir(target: Path, fill: Callable[[Path], Any]) -> None:
-    """Build a directory with ``fill(tmp)`` and swap it in for ``target`` (old one removed after)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    """Build a directory with ``fill(tmp)`` (which creates it) and swap it in for ``target``."""
+    with atomic_dir(target, create=False) as tmp:
         fill(tmp)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
