@@ -268,3 +268,20 @@ def test_report_keys_round_trip_and_missing_key_lists_them(tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ReportError, match="top level must be an object"):
         read_report_threshold(tmp_path / "bad.json", "a.thr")
+
+
+def test_gated_rest_windows_take_part_by_default(tmp_path):
+    """With gates on, rest windows are gated (energy 0, no speed): leaving them out would leave only
+    moving windows, and the pseudo-labels would split motion against motion."""
+    rng = np.random.default_rng(7)
+    for stem in ("vid_a", "vid_b"):
+        W = 200
+        truth = window_truth(W, action_intervals(rng, ((W - 1) * STRIDE + T) / FPS))
+        v = np.where(truth, rng.lognormal(np.log(0.01), 1.0, W), 0.0)
+        q = np.where(truth, 0.3 + 100 * v * rng.uniform(0.8, 1.2, W), 0.0)  # energy follows motion
+        write_video(tmp_path / "out", stem, {"quantized": q, "prequant": q, "velocity": v}, gated=~truth)
+    raw = json.loads(Path(run_cal(tmp_path).output).read_text())["quantized"]["raw"]
+    assert raw["n"] == 400 and raw["n_neg"] > 100  # the gated rest windows are the negatives
+    assert raw["separates"] and raw["best_f1"]["thr"] > 0.0  # never the "always on" threshold 0
+    moving = json.loads(Path(run_cal(tmp_path, include_gated=False).output).read_text())["quantized"]
+    assert moving["raw"]["n"] < 200 and moving["raw"]["auc"] < raw["auc"]
