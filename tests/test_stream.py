@@ -94,16 +94,12 @@ def _segment_folder_local(assets, out: Path, *extra) -> Path:
     )
     params = sf.segments_params(cfg, seg, source, wp.tokenizer_config)
     plan = vs.plan_timeline(video, cfg.decode.target_fps)
-    ctx = vs.VideoContext(
+    ctx = sf.video_context(
+        cfg,
+        seg,
         key=video.name,
         source=str(video),
-        out_dir=str(out / video.stem),
-        energy=cfg.energy,
-        segmentation=seg,
-        export=cfg.export,
-        T=cfg.T,
-        stride=cfg.stride,
-        target_fps=cfg.decode.target_fps,
+        out_dir=out / video.stem,
         params=params,
         checkpoint_sha256=checkpoint_sha256(assets["checkpoint"]),
         config_sha256=sf.output_digest(cfg, params),
