@@ -13,7 +13,10 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
 fi
 pipq() { "$PY" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "is ignored" || true; }
-if ! "$PY" -c "import torch" 2>/dev/null; then
+# Presence checks read package metadata instead of importing torch: before numpy is installed, an
+# import prints "UserWarning: Failed to initialize NumPy".
+has_torch() { "$PY" -c "import importlib.metadata as m; m.version('torch')" 2>/dev/null; }
+if ! has_torch; then
   # Torch first: later packages only need torch>=2.4 and must not pull a CUDA build.
   echo "[setup] installing ${LAPS_TORCH_SPEC:-torch==2.13.0}" >&2
   if [ -n "${LAPS_TORCH_INDEX:-}" ]; then
@@ -21,7 +24,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   else
     pipq "${LAPS_TORCH_SPEC:-torch==2.13.0}"
   fi
-  "$PY" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
+  has_torch || { echo "[setup] torch failed to install" >&2; exit 1; }
 fi
 STAMP="$VENV/.laps_ray_installed"
 WANT="$(sha256sum pyproject.toml | cut -c1-16)"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_unlistable_folder
 
 from laps_ray.config import load_config
 from laps_ray.io.decode import DecodeConfig
@@ -33,6 +34,7 @@ def videos(tmp_path_factory) -> Path:
     make_action_video(sub / "b é.mp4", duration_s=2, fps=25, size=(96, 128), bursts=[(0.5, 1.5, "circle")])
     bad = make_bad_inputs(d / "bad")
     (d / "bad" / bad["unicode_name"].name).unlink()  # keep only the broken ones in bad/
+    make_unlistable_folder(d / "locked")  # a sub-folder nobody can list: reported, not fatal
     return d
 
 
@@ -82,6 +84,9 @@ def test_job_reports_every_bad_input_and_finishes_the_good_ones(ray_local, video
     reasons = " | ".join(v["reason"] for v in bad.values())
     for word in ("empty", "short", "audio"):
         assert word in reasons
+    locked = [k for k in items if k.startswith("locked/")]
+    assert len(locked) == 1 and locked[0].endswith("/") and items[locked[0]]["status"] == "failed"
+    assert "directory not readable" in items[locked[0]]["reason"]
     assert (out / "sub dir" / "b é.h5").exists() and read_tracks(out / "a.h5")[0].shape[1:] == (16, 400, 2)
     assert manifest["config"]["tracker"]["name"] == "lk" and "ray" in manifest["versions"]
     assert not list(out.rglob(".*.tmp*"))
@@ -146,3 +151,34 @@ def test_split_seconds_cuts_chunks_then_tracks_each(ray_local, videos, tmp_path)
     assert result.done == 3 and not result.failed
     # Each 1 s chunk at 20 fps = 20 frames -> 1 + ceil(4/4) = 2 windows.
     assert all(read_tracks(out / c.with_suffix(".h5").name)[0].shape[0] == 2 for c in chunks)
+
+
+def test_a_direct_run_names_its_ray_and_prints_no_noise(videos, tmp_path):
+    """As from a user's shell (RAY_AUTH_MODE and RAY_ADDRESS unset): the job says which Ray it starts
+    and why, token auth is on without a token file written into the home folder, and the terminal
+    shows no warnings, only progress and the result."""
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="laps_rt_", dir="/tmp")  # short: Ray's socket paths live under it
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env.update(HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_tmp)
+    cmd = [
+        sys.executable, "-m", "laps_ray.jobs.preprocess", "--input", str(videos / "a.mp4"),
+        "--output", str(tmp_path / "o"), "--num-actors", "1", "decode.resize_shorter=96",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    first = proc.stderr.splitlines()[0]  # the log's first line
+    assert "starting a private local Ray (no --address, no RAY_ADDRESS and no `ray start`" in first, text
+    assert not (tmp_path / "home" / ".ray" / "auth_token").exists()
+    noise = [
+        ln for ln in text.splitlines() if "WARN" in ln or "Warning" in ln or "Token authentication" in ln
+    ]
+    assert not noise, noise
+    assert "preprocess: 1 done" in proc.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import make_unlistable_folder
 
 from laps_ray.config import load_config, to_dict
 from laps_ray.core.segmentation import SegmentationConfig
@@ -43,6 +44,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     make_action_video(vids / "a.mp4", 6, 30, (160, 120), [(1.0, 2.5, "circle"), (3.5, 5.0, "shake")])
     make_action_video(vids / "sub" / "b.mp4", 4, 15, (160, 120), [(1.5, 3.0, "shake")], seed=2)
     bad = make_bad_inputs(vids / "bad")  # 5 broken files + "kitchen café 01.mp4" (good, 1 s)
+    make_unlistable_folder(vids / "locked")  # a sub-folder nobody can list: reported, not fatal
     good = d / "good"
     (good / "sub").mkdir(parents=True)
     shutil.copy(vids / "a.mp4", good / "a.mp4")
@@ -103,7 +105,9 @@ def test_job_outputs_bad_inputs_sharding_and_resume(ray_local, inputs, unsharded
         assert word in reasons
     assert manifest["checkpoint_sha256"] and manifest["config"]["segmentation"]["threshold"] == 0.3
     assert manifest["threshold"] == {"value": 0.3, "source": "fixed"} and manifest["windows_per_second"] > 0
-    assert "5 failed" in summary(result) and str(out) in summary(result)
+    locked = [k for k in items if k.startswith("locked/")]
+    assert len(locked) == 1 and "directory not readable" in items[locked[0]]["reason"]
+    assert "6 failed" in summary(result) and str(out) in summary(result)
     assert (out / "kitchen café 01" / "segments.json").exists() and (out / "config.yaml").exists()
     assert not list(out.rglob(".work")) and not list(out.rglob(".*.tmp*"))
 
@@ -300,3 +304,162 @@ def _scrape_metrics(dashboard: str, names: tuple[str, ...], timeout: float = 30.
             assert not missing, f"metrics {missing} not exported on port {port}"
             return text
         time.sleep(2)
+
+
+# ------------------------------------------------------------------- fail fast, keep finished work
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def _copy_checkpoint(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_checkpoint_stops_before_ray_and_keeps_finished_work(inputs, unsharded, tmp_path):
+    """A truncated checkpoint on a re-run into a complete folder: one line naming the file, exit 1,
+    every existing output untouched, and Ray never started (a fresh process shows it)."""
+    out = tmp_path / "out"
+    shutil.copytree(unsharded, out)
+    before = _snapshot(out)
+    bad = _copy_checkpoint(inputs["tok"], tmp_path / "truncated")
+    weights = bad / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    cmd = [
+        sys.executable, "-m", "laps_ray.jobs.segment_folder", "--input", str(inputs["good"]),
+        "--output", str(out), "--checkpoint", str(bad), "--shard-seconds", "0",
+        "segmentation.threshold=0.3", "decode.resize_shorter=0", "resources.num_actors=2", *SMALL_SCENE,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(weights) in err[0] and "truncated" in err[0]
+    for ray_start_up in ("private local Ray", "joining the Ray cluster", "ray ready", "Started a local Ray"):
+        assert ray_start_up not in proc.stdout + proc.stderr
+    assert _snapshot(out) == before
+
+
+def test_mismatched_checkpoint_and_bad_paths_fail_fast(inputs, unsharded, tmp_path, capsys):
+    """Every input is checked before anything is deleted or Ray starts: one line each, outputs kept."""
+    out = tmp_path / "out"
+    shutil.copytree(unsharded, out)
+    before = _snapshot(out)
+    flags = ["--input", str(inputs["good"]), "--shard-seconds", "0"]
+    overrides = ["segmentation.threshold=0.3", *SMALL_SCENE]
+
+    def fails(*argv: str) -> str:
+        extra = [a for a in argv if "=" in a and not a.startswith("-")]
+        with pytest.raises(SystemExit) as exc:
+            main([*flags, *(a for a in argv if a not in extra), *overrides, *extra])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code in (1, 2) and len(err.splitlines()) == 1, err
+        return err
+
+    # weights of one model under the config of another: named, not a deserialiser traceback
+    torch.manual_seed(1)
+    other = named_config("tiny", num_points=100)
+    small_grid = save_tokenizer(tmp_path / "grid10", MotionTokenizer(other), other)
+    assert "tracker.grid" in fails("--output", str(out), "--checkpoint", str(small_grid))
+    mixed = _copy_checkpoint(inputs["tok"], tmp_path / "mixed")
+    shutil.copy(small_grid / "config.yaml", mixed / "config.yaml")
+    err = fails("--output", str(out), "--checkpoint", str(mixed), "tracker.grid=10")
+    assert str(mixed / "model.safetensors") in err and "do not match" in err
+    not_safetensors = _copy_checkpoint(inputs["tok"], tmp_path / "text")
+    (not_safetensors / "model.safetensors").write_text("hello")
+    assert "not a safetensors file" in fails("--output", str(out), "--checkpoint", str(not_safetensors))
+    assert _snapshot(out) == before
+
+    # paths: a file where the output folder should be, a missing or empty input folder
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert "is a file, not a folder" in fails("--output", str(a_file), "--checkpoint", str(inputs["tok"]))
+    assert "a parent of it is a file" in fails(
+        "--output", str(a_file / "o"), "--checkpoint", str(inputs["tok"])
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main(
+            ["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o2"), "segmentation.threshold=1"]
+        )
+    assert "no video files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--input", "/nonexistent/videos", "--output", str(tmp_path / "o3"), "segmentation.threshold=1"])
+    assert "/nonexistent/videos: no such file or directory" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_killed_driver_then_rerun_equals_an_undisturbed_run(ray_local, inputs, unsharded, tmp_path):
+    """SIGKILL of a running job's driver, then the same command again: the outputs are exactly those
+    of an undisturbed run, nothing is duplicated and nothing half-written is left behind."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "laps_ray.jobs.segment_folder", "--address", "local", "--input",
+        str(inputs["good"]), "--output", str(out), "--checkpoint", str(inputs["tok"]), "--shard-seconds",
+        "0", "--num-actors", "1", "segmentation.threshold=0.3", "decode.resize_shorter=0",
+        "export.clip_preset=ultrafast", *SMALL_SCENE,
+    ]  # fmt: skip
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    deadline = time.time() + 240
+    while not list(out.glob("*/segments.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # the first video is complete, the second in flight
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "driver.log").read_text()[-2000:]
+    again = run(_cfg(inputs, inputs["good"], out, "shard_seconds=0"))
+    assert again.exit_code == 0 and again.done == 2 and again.skipped >= 1
+    ref, got = _files(unsharded), _files(out)
+    assert sorted(got) == sorted(ref)
+    for name in ref:
+        assert filecmp.cmp(ref[name], got[name], shallow=False), name
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["counts"] == {"done": 2}
+    assert not list(out.rglob(".work")) and not list(out.rglob(".*.tmp*"))
+
+
+@pytest.mark.e2e
+def test_losing_the_cluster_is_reported_plainly_and_a_rerun_resumes(ray_local, inputs, unsharded, tmp_path):
+    """A `ray start` cluster killed under a running job: the job says it lost the cluster (not one
+    ActorDiedError per video), marks the unfinished videos, and the same command resumes them."""
+    import time
+
+    from conftest import start_ray_head
+
+    head = start_ray_head(tmp_path)
+    out = tmp_path / "out"  # 1 s shards on one actor: b.mp4's shards are still queued at the kill
+    cmd = [
+        sys.executable, "-m", "laps_ray.jobs.segment_folder", "--address", head.gcs, "--input",
+        str(inputs["good"]), "--output", str(out), "--checkpoint", str(inputs["tok"]), "--shard-seconds",
+        "1", "--num-actors", "1", "segmentation.threshold=0.3", "decode.resize_shorter=0",
+        "export.clip_preset=ultrafast", *SMALL_SCENE,
+    ]  # fmt: skip
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=head.env, text=True
+        )
+        deadline = time.time() + 240
+        while not list(out.glob("*/segments.json")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        head.kill()  # the whole cluster dies at once, as in a crash
+        text, _ = proc.communicate(timeout=180)
+    finally:
+        head.stop()
+    assert proc.returncode == 1, text[-3000:]
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "lost the Ray cluster" in errors[0] and "resume" in errors[0], text[-3000:]
+    assert "ActorDiedError" not in text
+    items = json.loads((out / "run.json").read_text())["items"]
+    assert sorted(e["status"] for e in items.values()) == ["done", "interrupted"]
+    again = run(_cfg(inputs, inputs["good"], out, "shard_seconds=0"))
+    assert again.exit_code == 0 and again.done == 2 and again.skipped == 1
+    for name, ref in _files(unsharded).items():
+        assert filecmp.cmp(ref, out / name, shallow=False), name

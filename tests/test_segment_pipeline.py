@@ -122,17 +122,50 @@ def test_window_processor_gates_tokens_and_energies(data):
     assert w.energies["velocity"] == pytest.approx(speed, rel=1e-6)
 
 
-def test_tokenizer_results_do_not_depend_on_batching(data):
-    """Fixed-shape tokenizer batches: a window's latents are bit-identical whatever it is batched with."""
+@pytest.fixture
+def torch_threads():
+    """Set torch's intra-op thread count for a test and restore it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_tokenizer_results_do_not_depend_on_threads_or_batching(data, torch_threads):
+    """A window's energies, codes and latents are bit-identical at 1 and 2 torch threads and at two
+    window batch sizes (fails on machines where oneDNN/MKL split small GEMMs by thread count unless
+    the inference path fixes its threads; the tiny model on 2 threads does here)."""
     wp = _processor(data["tok16"])
-    with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=4.0) as frames:
-        a = list(wp.iter_results(frames, batch_windows=3))
-    with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=4.0) as frames:
-        b = list(wp.iter_results(frames, batch_windows=11))
-    assert sum(x.gated is None for x in a) >= 5  # the circle burst at 1.5-3.5 s is tokenized
-    for x, y in zip(a, b, strict=True):
-        assert x.energies == y.energies and x.gated == y.gated
-        assert (x.zq is None and y.zq is None) or np.array_equal(x.zq, y.zq)
+    runs = {}
+    for threads in (1, 2):
+        torch_threads(threads)
+        for batch_windows in (3, 11):
+            with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=4.0) as frames:
+                runs[threads, batch_windows] = list(wp.iter_results(frames, batch_windows=batch_windows))
+    ref = runs[1, 3]
+    assert sum(x.gated is None for x in ref) >= 5  # the circle burst at 1.5-3.5 s is tokenized
+    for key, got in runs.items():
+        for x, y in zip(ref, got, strict=True):
+            assert x.energies == y.energies and x.gated == y.gated, key
+            assert (x.codes is None and y.codes is None) or np.array_equal(x.codes, y.codes), key
+            assert (x.zq is None and y.zq is None) or np.array_equal(x.zq, y.zq), key
+    assert torch.get_num_threads() == 2  # the inference path restores the caller's thread count
+
+
+def test_tokenize_is_row_independent_at_any_thread_count(data, torch_threads):
+    """The one inference function: a row's latents do not depend on its batch company or threads."""
+    from laps_ray.models.inference import tokenize
+
+    model, _ = load_tokenizer(data["tok16"])
+    vel = np.random.default_rng(0).normal(0, 0.02, size=(13, 15, 400, 2)).astype(np.float32)
+    torch_threads(1)
+    ref = [tokenize(model, vel[i : i + 1], batch_rows=8)[0] for i in range(13)]
+    for threads in (1, 2):
+        torch_threads(threads)
+        for start in (0, 5):
+            z, zq, ids = tokenize(model, vel[start:], batch_rows=8)
+            assert z.shape == (13 - start, 15, model.cfg.hidden_dim) and ids.dtype == np.int64
+            for i in range(13 - start):
+                assert np.array_equal(z[i], ref[start + i][0]), (threads, start, i)
 
 
 # ------------------------------------------------------------------------------ timeline, shards
@@ -161,12 +194,14 @@ def test_plan_and_every_shard_match_a_full_decode(data, video, src_fps):
 
 
 @pytest.mark.parametrize("video", ["v30", "v15"])
-def test_sharded_equals_unsharded_byte_for_byte(data, tmp_path, video):
+def test_sharded_equals_unsharded_byte_for_byte(data, tmp_path, video, torch_threads):
+    """Unsharded at 2 torch threads, 3 windows per shard at 1 thread: the same bytes."""
     energy = EnergyConfig(source="quantized")
     seg = SegmentationConfig(threshold=0.3)
     wp = _processor(data["tok16"], energy=energy)
     outs = {}
-    for per in (0, 3):
+    for per, threads in ((0, 2), (3, 1)):
+        torch_threads(threads)
         outs[per] = tmp_path / f"s{per}"
         rec = vs.process_video_local(
             wp, _ctx(data[video], outs[per], energy, seg), per_shard=per, resize_shorter=120
@@ -323,3 +358,24 @@ def test_exports_contract(data, tmp_path):
         np.testing.assert_allclose(vec, zq, atol=1e-5)  # vectors are those windows' quantized latents
     assert (out / "energy.png").stat().st_size > 10_000
     assert not list(out.rglob(".*.tmp*"))
+
+
+def test_energy_plot_of_a_one_window_video_is_quiet(tmp_path):
+    """A sub-second video has one window: the plot is written without matplotlib's xlim warning."""
+    import warnings
+
+    from laps_ray.io.exports import plot_energy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_energy(
+            tmp_path / "e.png",
+            np.array([0.4]),
+            np.array([0.2]),
+            np.array([0.2]),
+            0.1,
+            0.095,
+            [],
+            np.array([False]),
+        )
+    assert (tmp_path / "e.png").stat().st_size > 1000

@@ -1,13 +1,17 @@
 """Tests for laps_ray.io.video (PyAV decode/encode) and laps_ray.io.synthetic (generated videos).
 
 Every video here is generated on the fly (tiny sizes, ultrafast preset); nothing touches the network
-except a connection attempt to a closed port on localhost.
+except a connection attempt to a closed port on localhost. Files with the timestamp oddities of real
+footage (B-frames muxed with pts == dts, edit lists, negative, repeated and missing timestamps, AVI
+drop frames) are made with PyAV here; tests/test_real_footage.py runs the real ones.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +24,7 @@ import pytest
 
 from laps_ray.io import synthetic as syn
 from laps_ray.io.video import (
+    FrameClock,
     VideoError,
     iter_frames,
     list_videos,
@@ -29,6 +34,7 @@ from laps_ray.io.video import (
     write_clips,
     write_video,
 )
+from laps_ray.pipeline.video_segments import plan_timeline
 
 W, H = 64, 48
 
@@ -352,6 +358,235 @@ def test_split_video_lone_tail_frame_joins_previous(tmp_path):
     write_video(src, ramp_frames(61), fps=30, preset="ultrafast")
     parts = split_video(src, tmp_path / "p", seconds=1.0)
     assert [probe(p).num_frames for p in parts] == [30, 31]
+
+
+# --------------------------------------------------------------------- real-footage timestamp oddities
+
+
+def _pts_from_dts(packet: av.Packet) -> None:
+    packet.pts = packet.dts  # opencv's box.mp4: B-frames muxed with pts == dts (decode order)
+
+
+def _repeat_frame_10_time(packet: av.Packet) -> None:
+    """Frame 11 gets frame 10's timestamp (no B-frames: pts == dts), the others keep theirs."""
+    if packet.pts is not None and round(packet.pts * packet.time_base * 30) == 11:
+        packet.pts -= round(1 / (30 * packet.time_base))
+        packet.dts = packet.pts
+
+
+_DROP_PTS = [0, 1, 2, 5, 6, 7, 8, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24, 25, 26, 30, 31, 32, 33, 34, 35]
+_DROP_PTS += [40, 41, 42, 43, 44]  # gaps: the AVI muxer writes empty drop-frame chunks (tree.avi)
+# kind -> how to make it, which source frames survive in display order (None: not predictable, as
+# when an edit list discards decode-order packets), their true times (None: unknown) and whether
+# timestamps are regular enough for a seeked decode to derive source indices from them.
+ODD: dict[str, dict] = {
+    "bframes_pts_eq_dts": dict(ext="mp4", bf=2, packet=_pts_from_dts, shown=None),
+    "edit_list": dict(ext="mp4", bf=2, first_pts=-5, shown=list(range(5, 30)), times=np.arange(25) / 30),
+    "negative_ts": dict(
+        ext="ts",
+        fmt="mpegts",
+        bf=2,
+        first_pts=-5,
+        opts={"avoid_negative_ts": "disabled"},
+        times=np.arange(30) / 30,
+    ),
+    "no_timestamps": dict(ext="mkv", bf=2, first_pts=-5, opts={"avoid_negative_ts": "disabled"}),
+    "repeated_ts": dict(ext="mkv", bf=0, packet=_repeat_frame_10_time, times=np.arange(30) / 30),
+    "avi_bframes": dict(ext="avi", codec="mpeg4", bf=2, times=np.arange(30) / 30),
+    "avi_drop_frames": dict(
+        ext="avi", codec="mpeg4", bf=0, pts=_DROP_PTS, times=np.array(_DROP_PTS) / 30, regular=False
+    ),
+}
+
+
+def make_odd_video(path: Path, kind: str, n: int = 30) -> Path:
+    """``ramp_frames(n)`` at 30 fps in a file with the timestamp oddity ``kind`` (:data:`ODD`)."""
+    spec = ODD[kind]
+    codec = spec.get("codec", "libx264")
+    with av.open(str(path), "w", format=spec.get("fmt"), options=spec.get("opts", {})) as c:
+        s = c.add_stream(codec, rate=30)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 30)
+        if codec == "libx264":
+            s.options = {"preset": "veryfast", "crf": "10", "bf": str(spec["bf"])}
+        else:
+            s.codec_context.max_b_frames = spec["bf"]
+            s.options = {"qmin": "1", "qmax": "2"}
+        packets = []
+        for i, img in enumerate(ramp_frames(n)):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = spec["pts"][i] if "pts" in spec else i + spec.get("first_pts", 0)
+            frame.time_base = Fraction(1, 30)
+            packets += s.encode(frame)
+        packets += s.encode(None)
+        for packet in packets:
+            if "packet" in spec:
+                spec["packet"](packet)
+            c.mux(packet)
+    return path
+
+
+def clock_restatement(path: Path) -> np.ndarray:
+    """Frame times (s) by the documented rule, restated from packet timestamps: frame k gets the k-th
+    smallest timestamp (pts, else dts) of the non-empty, non-discarded packets; one that does not
+    increase, or a missing one, becomes the previous one plus one nominal period."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        tb, step = s.time_base, round(1 / (s.average_rate * s.time_base))
+        kept = [p for p in c.demux(s) if p.size and not p.is_discard]
+    stamps = sorted(p.pts if p.pts is not None else p.dts for p in kept if (p.pts, p.dts) != (None, None))
+    out: list[int] = []
+    for k in range(len(kept)):
+        x = stamps[k] if k < len(stamps) else None
+        if out and (x is None or x <= out[-1]):
+            x = out[-1] + step
+        out.append(x)
+    return np.array([float((x - out[0]) * tb) for x in out])
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("odd")
+    return {kind: make_odd_video(d / f"{kind}.{spec['ext']}", kind) for kind, spec in ODD.items()}
+
+
+@pytest.mark.parametrize("kind", list(ODD))
+def test_odd_timestamps_decode_plan_seek_and_clips(odd, kind, tmp_path):
+    path, spec = odd[kind], ODD[kind]
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        carriers = sum(1 for p in c.demux(s) if p.size and not p.is_discard)
+    images, idx, t = read_frames(path)
+    # One frame per frame-carrying packet, numbered in order, strictly increasing times by the rule.
+    assert idx.tolist() == list(range(carriers)) and (np.diff(t) > 0).all()
+    np.testing.assert_allclose(t, clock_restatement(path), atol=1e-9)
+    if spec.get("times") is not None:  # and they are the times the frames were written with
+        np.testing.assert_allclose(t, spec["times"] - spec["times"][0], atol=0.5 / 30)
+    shown = nearest_frames(images, np.stack(ramp_frames(30)))  # source frame numbers, display order
+    if "shown" in spec and spec["shown"] is None:
+        assert shown == sorted(set(shown))
+    else:
+        assert shown == spec.get("shown", list(range(30)))
+
+    # The timeline plan (packets only) predicts a real decode exactly, so segment_folder can shard it.
+    plan = plan_timeline(path, 20)
+    _, idx20, t20 = read_frames(path, target_fps=20)
+    assert plan is not None and plan.num_source_frames == carriers
+    assert plan.index.tolist() == idx20.tolist()
+    np.testing.assert_allclose(plan.t, t20, atol=1e-9)
+    # A seeked decode (a time shard) keeps the frames a full decode keeps, at the same times.
+    with iter_frames(path, target_fps=20, start_sec=0.3) as it:
+        part = list(it)
+    np.testing.assert_allclose([f.t for f in part], t20[t20 >= 0.3], atol=1e-9)
+    if spec.get("regular", True):  # source indices from timestamps need regular ones
+        assert [f.index for f in part] == idx20[t20 >= 0.3].tolist()
+
+    # Clips: frame-exact, the right frames, the source's times from the clip's first frame.
+    ranges = [(2, 9), (10, carriers - 1), (0, 3)]
+    outs = [tmp_path / f"clip{k}.mp4" for k in range(len(ranges))]
+    assert write_clips(path, ranges, outs, preset="ultrafast") == [b - a + 1 for a, b in ranges]
+    for (a, b), out in zip(ranges, outs):
+        clip, _, clip_t = read_frames(out)
+        assert len(clip) == b - a + 1
+        assert nearest_frames(clip, images) == list(range(a, b + 1))
+        np.testing.assert_allclose(clip_t, t[a : b + 1] - t[a], atol=1e-6)
+
+
+def test_frame_clock_rule():
+    clock = FrameClock(step=10)
+    for ts in (40, 0, 30, 20, 20, 35):  # decode order; 20 twice
+        clock.add(ts)
+    clock.remove(35)  # its packet failed to decode
+    clock.start_at(0)  # the first frame out has pts 0: nothing below it
+    got = [clock.next() for _ in range(7)]
+    assert got == [0, 20, 30, 40, 50, 60, 70]  # 20 repeated -> 30; 30, 40 do not increase -> bumped
+    after_seek = FrameClock(step=5)
+    for ts in (100, 90, 95, 110, 105):  # 90, 95: leading frames the decoder drops after a seek
+        after_seek.add(ts)
+    after_seek.start_at(100)
+    assert [after_seek.next() for _ in range(3)] == [100, 105, 110]
+    untimed = FrameClock(step=3)
+    assert [untimed.next() for _ in range(3)] == [0, 3, 6]  # no timestamps at all: one period apart
+
+
+def _patch_codec_tag(path: Path, codec: str, old: bytes, new: bytes, fmt: str | None = None) -> Path:
+    """A valid 5-frame file whose codec tag is then overwritten with one no decoder knows."""
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(5):
+            img = np.full((32, 32, 3), 40 * i, np.uint8)
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    data = path.read_bytes()
+    assert old in data
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, codec, old, new",
+    [
+        ("tag.avi", "mjpeg", b"MJPG", b"QQZZ"),
+        ("tag.mp4", "libx264", b"avc1", b"qqzz"),
+        ("tag.mkv", "libx264", b"V_MPEG4/ISO/AVC", b"V_QQZZZ/ISO/AVC"),
+    ],
+)
+def test_unknown_codec_tag_is_unsupported_codec(tmp_path, name, codec, old, new):
+    path = _patch_codec_tag(tmp_path / name, codec, old, new)
+    want = f"unsupported codec (no decoder for codec tag {new.decode()!r} in this FFmpeg build)"
+    for read in (probe, read_frames, lambda p: list(iter_frames(p)), lambda p: plan_timeline(p, 20)):
+        with pytest.raises(VideoError) as err:
+            read(path)
+        assert err.value.source == str(path) and err.value.reason == want
+    with pytest.raises(VideoError, match="unsupported codec"):
+        write_clips(path, [(0, 2)], [tmp_path / "clip.mp4"])
+    assert not (tmp_path / "clip.mp4").exists()
+
+
+def _make_8k(path: Path, n: int) -> None:
+    """``n`` frames of 7680x4320 (a gradient and a moving square: cheap to encode)."""
+    w, h = 7680, 4320
+    base = np.full((h * 3 // 2, w), 128, np.uint8)  # yuv420p planes: Y rows, then U and V
+    base[:h] = np.linspace(16, 235, w, dtype=np.uint8)[None, :]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30, options={"preset": "ultrafast", "crf": "35"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for k in range(n):
+            img = base.copy()
+            img[350 * k : 350 * k + 400, 600 * k : 600 * k + 600] = 250
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="yuv420p")))
+        c.mux(s.encode(None))
+
+
+def test_8k_clips_and_frames_memory_bounded_by_frame_size(tmp_path):
+    # 12 frames: the unbounded decode queue of full-size RGB frames (100 MB each at 8K) and x264's
+    # default threads and look-ahead took ~1.9 GB for these clips; bounded, it stays near 1.1 GB.
+    src = tmp_path / "8k.mp4"
+    _make_8k(src, 12)
+    outs = [str(tmp_path / f"c{k}.mp4") for k in range(3)]
+    work = f"""
+import time
+from laps_ray.io.video import iter_frames, probe, write_clips
+assert write_clips({str(src)!r}, [(1, 5), (6, 11), (3, 9)], {outs!r}) == [5, 6, 7]  # overlapping
+assert [probe(p).num_frames for p in {outs!r}] == [5, 6, 7]
+n = 0
+for f in iter_frames({str(src)!r}):  # full-size RGB frames, consumed slower than they are decoded
+    assert f.image.shape == (4320, 7680, 3)
+    time.sleep(0.1)
+    n += 1
+assert n == 12
+"""
+    # The work runs in a grandchild, so its peak RSS is the only child's peak the middle process sees.
+    measure = (
+        "import resource, subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {work!r}], check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak_mb = int(done.stdout.split()[-1]) / 1024  # Linux ru_maxrss is in KiB
+    assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
 
 
 # ---------------------------------------------------------------------------------------- listing

@@ -20,7 +20,18 @@ class PreprocessWorker:
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
-        self.tracker = None if cfg.check_only else make_tracker(cfg.tracker)
+        self.tracker = None
+        self.error: str | None = None
+        if not cfg.check_only:
+            try:
+                self.tracker = make_tracker(cfg.tracker)
+            except Exception as exc:  # noqa: BLE001 - reported by ready(): a load that failed is not retried
+                log.error("cannot load the tracker: %s", traceback.format_exc())
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def ready(self) -> str | None:
+        """None when the tracker is loaded, else why it could not be (the driver stops the job)."""
+        return self.error
 
     def process(self, item: tuple[str, str]) -> dict[str, Any]:
         """Track one video into ``out``: ``{"status": "done"|"failed", ...}``."""

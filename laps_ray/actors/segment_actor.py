@@ -64,14 +64,21 @@ class SegmentWorker:
         from laps_ray.pipeline.window_processor import WindowProcessor
 
         self.cfg = cfg
+        self.processor = None
+        self.error: str | None = None
         ckpt = checkpoint or str(default_checkpoint())
         threads = max(1, int(cfg.resources.cpus_per_actor))
-        self.processor = WindowProcessor.from_job_config(cfg, ckpt, num_threads=threads)
+        try:
+            self.processor = WindowProcessor.from_job_config(cfg, ckpt, num_threads=threads)
+        except Exception as exc:  # noqa: BLE001 - reported by ready(): a load that failed is not retried
+            log.error("cannot load the tokenizer or tracker: %s", traceback.format_exc())
+            self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
         self.metrics = _ActorMetrics()
         self._windows_in_process = 0  # for the test-only crash hook
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> str | None:
+        """None when the weights are loaded, else why they could not be (the driver stops the job)."""
+        return self.error
 
     def process_shard(self, spec: vs.ShardSpec) -> vs.ShardResult | dict[str, Any]:
         """Run one shard: a :class:`ShardResult`, or ``{"status": "failed"|"mismatch", "reason"}``."""

@@ -143,6 +143,62 @@ def load_tokenizer_config(path: str | Path) -> TokenizerConfig:
         raise CheckpointError(f"{cfg_path}: {exc}") from exc
 
 
+def check_weights_file(path: str | Path) -> None:
+    """Structural check of a ``model.safetensors`` without reading its tensors.
+
+    Safetensors is an 8-byte little-endian header length, a JSON header with each tensor's dtype,
+    shape and byte range, then the data. A file cut short (an interrupted copy) or not in that format
+    fails here with a message that says so, instead of a deserialiser error.
+
+    Raises:
+        CheckpointError: missing, unreadable, not safetensors, or truncated (names the byte counts).
+    """
+    weights = Path(path)
+    if weights.is_dir():
+        weights = weights / WEIGHTS_FILE
+    try:
+        size = weights.stat().st_size
+        with open(weights, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n <= 1 or 8 + n > size:
+                raise CheckpointError(
+                    f"{weights}: not a safetensors file or truncated ({size} bytes; header length "
+                    f"{n if n >= 0 else 'unreadable'})"
+                )
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing; not a laps_ray tokenizer checkpoint directory") from None
+    except OSError as exc:
+        raise CheckpointError(f"{weights}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{weights}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{weights}: not a safetensors file (its header is not a JSON object)")
+    ends = [
+        int(v["data_offsets"][1])
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2
+    ]
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        raise CheckpointError(
+            f"{weights}: truncated: {size} bytes, its header describes {need} (an interrupted copy?)"
+        )
+
+
+def verify_tokenizer(path: str | Path) -> TokenizerConfig:
+    """Load a checkpoint on the CPU once and drop it: every check :func:`load_tokenizer` makes (files,
+    header, config against weights), before a job deletes anything or starts Ray.
+
+    Raises:
+        CheckpointError: the one-line reason, naming the file.
+    """
+    model, cfg = load_tokenizer(path, "cpu")
+    del model
+    return cfg
+
+
 def load_tokenizer(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[MotionTokenizer, TokenizerConfig]:
@@ -161,6 +217,7 @@ def load_tokenizer(
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; not a laps_ray tokenizer checkpoint directory")
     cfg = load_tokenizer_config(directory)
+    check_weights_file(weights)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:

@@ -288,7 +288,10 @@ def plot_energy(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
-    ax.set_xlim(float(t.min()) if t.size else 0.0, float(t.max()) if t.size else 1.0)
+    lo, hi = (float(t.min()), float(t.max())) if t.size else (0.0, 1.0)
+    if hi <= lo:  # one window (a sub-second video): a zero-width axis is an error to matplotlib
+        lo, hi = lo - 0.5, hi + 0.5
+    ax.set_xlim(lo, hi)
     ax.legend(loc="upper right", fontsize=7, ncols=3)
     ax.grid(alpha=0.25)
     fig.tight_layout()

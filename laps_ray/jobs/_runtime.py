@@ -32,6 +32,35 @@ class JobError(RuntimeError):
     """A job cannot go on; the message is the one-line reason shown to the user."""
 
 
+class ClusterLost(JobError):
+    """The Ray cluster itself went away (stopped or crashed) while work was in flight.
+
+    Attributes:
+        unfinished: the work items that were queued or running (from :func:`map_unordered`).
+    """
+
+    def __init__(self, message: str, unfinished: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.unfinished = list(unfinished)
+
+    @classmethod
+    def for_items(
+        cls, manifest: RunManifest, keys: Sequence[str], bar: Progress | None = None, noun: str = "video"
+    ) -> ClusterLost:
+        """Record ``keys`` as interrupted in ``manifest`` (a re-run resumes them) and build the error."""
+        where = _cluster_address or "this job's Ray cluster"
+        for key in keys:
+            manifest.record(
+                key, {"status": "interrupted", "reason": f"not finished: lost the Ray cluster at {where}"}
+            )
+        if bar is not None:
+            bar.close()
+        return cls(
+            f"lost the Ray cluster at {where} (it was stopped or crashed) with {len(keys)} {noun}(s) "
+            f"unfinished, marked 'interrupted' in {manifest.path}; run the same command again to resume"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # CLI and config
 
@@ -49,6 +78,22 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         help="Ray address: omit to join the cluster this job was submitted to or start a local one; "
         "'local' forces a new local instance",
     )
+
+
+_cli_address: str | None = None  # --address of this process's job CLI (see parse_cli)
+
+
+def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a job's command line, set up logging and remember ``--address`` for :func:`init_ray`.
+
+    Jobs start Ray only after their inputs are validated (:func:`init_ray` inside ``run``), so a bad
+    path or key is reported in a second, before Ray's start-up costs seconds.
+    """
+    global _cli_address
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log_level", "INFO"))
+    _cli_address = getattr(args, "address", None)
+    return args
 
 
 def parse_job_config(
@@ -105,6 +150,7 @@ def job_main(run: Callable[[], Any], describe: Callable[[Any], str]) -> None:
 
 
 _connected_here = False  # True once init_ray() itself called ray.init() in this process
+_cluster_address: str | None = None  # GCS address of the cluster this process works with
 
 
 def _shutdown_ray() -> None:
@@ -119,57 +165,221 @@ def _shutdown_ray() -> None:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster this process was submitted to, or start a local one.
+    """Join the Ray cluster this job belongs to, or start a private local one; say which and why.
 
-    Under ``ray job submit`` the job's environment carries ``RAY_ADDRESS`` and a bare
-    ``ray.init()`` joins that cluster. Run directly, ``ray.init()`` joins a ``ray start`` cluster
-    on this machine if there is one, else starts a private instance (dashboard on 127.0.0.1).
+    In order: ``address`` (or the CLI's ``--address``; ``local`` = a new private instance), then
+    ``RAY_ADDRESS`` (set by ``ray job submit`` for the job's driver), then a ``ray start`` cluster on
+    this machine (Ray's ``ray_current_cluster`` pointer, when something listens there), else a private
+    local instance with its dashboard on 127.0.0.1. A private instance started while
+    ``RAY_AUTH_MODE`` is unset gets token auth with a token that lives only in this process's
+    environment (Ray would otherwise write ``~/.ray/auth_token`` as a side effect and warn about it).
+    No-op when Ray is already initialised (tests, notebooks).
     """
     import ray
 
     if ray.is_initialized():
         return
+    address = address if address is not None else _cli_address
+    target, why = _choose_cluster(address)
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
-    if address is None and not os.environ.get("RAY_ADDRESS") and _stale_local_cluster():
-        address = "local"
-    if address == "local":
+    if target == "local":
         kwargs.update(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1")
-    elif address:
-        kwargs["address"] = address
-    global _connected_here
+        if os.environ.get("RAY_AUTH_MODE") is None:
+            _private_token_auth()
+        log.info("starting a private local Ray (%s)", why)
+    else:
+        kwargs["address"] = target
+        log.info("joining the Ray cluster at %s (%s)", target, why)
+    global _connected_here, _cluster_address
     t0 = time.perf_counter()
     ray.init(**kwargs)
     _connected_here = True
+    _cluster_address = ray.get_runtime_context().gcs_address
     res = ray.cluster_resources()
     log.info(
         "ray ready in %.1fs: %g CPU, %g GPU", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0)
     )
 
 
-def _stale_local_cluster() -> bool:
-    """True if Ray's pointer to "the cluster on this machine" names a GCS nobody listens on.
+def _private_token_auth() -> None:
+    """Token auth for a private local Ray with a random token kept in this process's environment.
+
+    What Ray 2.60 does by itself when ``RAY_AUTH_MODE`` is unset (token auth on), minus its two side
+    effects: a warning on every run and a token file written into the user's home directory.
+    Workers inherit the environment. Ray caches its config at import, so it is re-read here the way
+    Ray's own ``_enable_token_auth`` does (a private API of the pinned Ray version).
+    """
+    import secrets
+
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _choose_cluster(address: str | None) -> tuple[str, str]:
+    """(address to pass to ``ray.init`` or ``"local"``, the reason in words)."""
+    if address == "local":
+        return "local", "--address local"
+    if address:
+        return address, "--address"
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env:
+        return env, "RAY_ADDRESS, as set by `ray job submit` or by you"
+    found = _local_cluster_pointer()
+    if found is not None:
+        pointer, gcs = found
+        if _reachable(gcs):
+            return (
+                gcs,
+                f"a `ray start` cluster on this machine, named by {pointer}; --address local avoids it",
+            )
+        log.warning("ignoring %s: no Ray cluster at %s (left by a killed `ray start`)", pointer, gcs)
+    return "local", "no --address, no RAY_ADDRESS and no `ray start` cluster on this machine"
+
+
+def _local_cluster_pointer() -> tuple[Path, str] | None:
+    """Ray's pointer to "the cluster on this machine" (written by ``ray start``) and the GCS it names.
 
     A bare ``ray.init()`` follows ``<ray temp dir>/ray_current_cluster``; a ``ray start`` that was
-    killed leaves it behind, and ``ray.init()`` then hangs forever trying to connect (ray#54715).
+    killed leaves it behind, and ``ray.init()`` would then hang forever trying to connect (ray#54715),
+    so :func:`init_ray` resolves it itself and checks that something listens there.
     """
+    base = os.environ.get("RAY_TMPDIR") or (
+        os.environ.get("TMPDIR") if sys.platform.startswith("linux") and os.environ.get("TMPDIR") else "/tmp"
+    )
+    pointer = Path(base) / "ray" / "ray_current_cluster"
+    try:
+        gcs = pointer.read_text().strip()
+    except OSError:
+        return None
+    return (pointer, gcs) if gcs else None
+
+
+def _reachable(gcs: str, timeout: float = 2.0) -> bool:
+    """True if something accepts TCP connections at ``host:port``."""
     import socket
 
-    pointer = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
     try:
-        host, port = pointer.read_text().strip().rsplit(":", 1)
+        host, port = gcs.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
     except (OSError, ValueError):
         return False
+
+
+def cluster_alive() -> bool:
+    """True if the GCS of the cluster this process works with still accepts connections.
+
+    Used after actors die, to tell "the whole cluster is gone" (stop, say so, re-run resumes) from
+    "a worker died" (replace it, retry).
+    """
+    return bool(_cluster_address) and _reachable(_cluster_address)
+
+
+def _remember_cluster() -> None:
+    global _cluster_address
+    if _cluster_address is None:
+        import ray
+
+        _cluster_address = ray.get_runtime_context().gcs_address
+
+
+def wait_ready(actors: Sequence[Any], what: str) -> None:
+    """Wait until every actor has loaded what it holds; stop the job on the first failure.
+
+    An actor's ``ready()`` returns None, or the reason it cannot work (e.g. a checkpoint it cannot
+    read on that node): a load that cannot succeed is reported once, not retried by Ray.
+
+    Raises:
+        JobError: one line naming the reason; the actors are killed.
+    """
+    import ray
+
+    _remember_cluster()
     try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return False
-    except (OSError, ValueError):
-        log.warning(
-            "ignoring %s: no Ray cluster at %s:%s (left by a killed `ray start`); starting a local Ray",
-            pointer,
-            host,
-            port,
-        )
-        return True
+        errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e]
+    except ray.exceptions.RayError as exc:
+        kill_actors(actors)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(f"{what} actors failed to start: {type(exc).__name__}: {first}") from None
+    if errors:
+        kill_actors(actors)
+        raise JobError(f"{what} actors cannot start: {errors[0]}")
+
+
+def kill_actors(actors: Sequence[Any]) -> None:
+    """Kill our actors (their outputs are atomic: nothing half-written survives a kill)."""
+    import ray
+
+    for a in actors:
+        try:
+            ray.kill(a)
+        except Exception as exc:  # noqa: BLE001 - a cluster that is gone has no actors left to kill
+            log.debug("could not kill an actor: %s", exc)
+
+
+def list_inputs(root: Path, exts: Sequence[str], recursive: bool) -> Any:
+    """The videos under ``root`` (``laps_ray.io.video.scan_videos``), or a one-line JobError.
+
+    Sub-folders that cannot be listed do not stop the job (:func:`record_unreadable` reports them);
+    a missing or unreadable root, or a folder with nothing to process, does.
+    """
+    from laps_ray.io.video import VideoError, scan_videos
+
+    try:
+        listing = scan_videos(root, exts=tuple(exts), recursive=recursive)
+    except VideoError as exc:
+        raise JobError(str(exc)) from None
+    if not listing.videos:
+        if listing.unreadable:
+            folder, reason = listing.unreadable[0]
+            raise JobError(
+                f"{root}: no readable videos ({len(listing.unreadable)} folder(s) not listed, "
+                f"first {folder}: {reason})"
+            )
+        raise JobError(f"{root}: no video files with extensions {list(exts)}")
+    for folder, reason in listing.unreadable:
+        log.warning("%s: %s; its videos are skipped, the rest are processed", folder, reason)
+    return listing
+
+
+def record_unreadable(manifest: RunManifest, listing: Any, root: Path) -> None:
+    """One failed ``run.json`` item per sub-folder that could not be listed (key: its path + ``/``)."""
+    for folder, reason in listing.unreadable:
+        p = Path(folder)
+        key = p.relative_to(root).as_posix() if p.is_relative_to(root) else folder
+        manifest.items[key.rstrip("/") + "/"] = {"status": "failed", "reason": reason}
+    manifest.write()
+
+
+def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
+    """Create the folder ``path`` (and its parents) and check that files can be written into it.
+
+    Called before Ray starts and before anything is deleted, so an unusable output path is one line
+    naming it, not a traceback after minutes of work.
+
+    Raises:
+        JobError: ``path`` is a file, or cannot be created or written (the reason from the OS).
+    """
+    import tempfile
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".laps_write_check.", suffix=".tmp", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise JobError(f"{what} {out}: is a file, not a folder") from None
+    except NotADirectoryError:
+        raise JobError(f"{what} {out}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise JobError(f"{what} {out}: cannot write there ({reason})") from None
+    return out
 
 
 def cluster_gpus() -> float:
@@ -189,6 +399,25 @@ def actor_options(cpus: float, gpus: float, retries: int = 2) -> dict[str, Any]:
     if gpus > 0 and cluster_gpus() > 0:
         opts["num_gpus"] = gpus
     return opts
+
+
+@contextmanager
+def tune_output_as_configured() -> Iterator[None]:
+    """Make Tune print only what ``RunConfig(verbose=...)`` asks for.
+
+    Ray 2.60's new output engine prints an experiment banner, the results path and a TensorBoard
+    hint pointing into Ray's temp dir even at ``verbose=0``; our jobs report progress and results
+    themselves. Ray's documented ``RAY_AIR_NEW_OUTPUT=0`` selects the reporter that honours
+    ``verbose``; a value the user set is kept.
+    """
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if before is None:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
 @contextmanager
@@ -246,7 +475,12 @@ def map_unordered(
     Results come in completion order. An exception from one item is yielded as the result (an
     ``Exception`` instance) and the job goes on; actor deaths are retried by Ray itself (see
     :func:`actor_options`).
+
+    Raises:
+        ClusterLost: an actor died and the cluster's GCS no longer answers; ``unfinished`` lists the
+            items that were running or queued.
     """
+    _remember_cluster()
     import ray
 
     pending: dict[Any, tuple[Any, Any]] = {}
@@ -263,6 +497,11 @@ def map_unordered(
         free.append(actor)
         try:
             result = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            if not cluster_alive():
+                unfinished = [item, *(it for it, _ in pending.values()), *queue]
+                raise ClusterLost("lost the Ray cluster", unfinished) from exc
+            result = exc
         except Exception as exc:  # noqa: BLE001 - reported per item, the job goes on
             result = exc
         yield item, result
@@ -297,17 +536,36 @@ class Progress:
         self._bar.close()
 
 
+_VERSIONED = {  # key in run.json -> distribution that provides it
+    "ray": "ray",
+    "torch": "torch",
+    "numpy": "numpy",
+    "av": "av",
+    "cv2": "opencv-python-headless",
+    "h5py": "h5py",
+    "vector_quantize_pytorch": "vector-quantize-pytorch",
+}
+
+
 def versions() -> dict[str, str]:
-    """Versions of the pieces that change results, recorded in every run manifest."""
+    """Versions of the pieces that change results, recorded in every run manifest.
+
+    Read from the installed distributions' metadata (no import; ``vector_quantize_pytorch`` has no
+    ``__version__``), falling back to the module's ``__version__`` for another OpenCV build.
+    """
+    from importlib import metadata
+
     out = {"laps_ray": __version__, "python": platform.python_version()}
-    for mod in ("ray", "torch", "numpy", "av", "cv2", "h5py", "vector_quantize_pytorch"):
-        module = sys.modules.get(mod)
-        if module is None:
+    for key, dist in _VERSIONED.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
             try:
-                module = __import__(mod)
+                module = sys.modules.get(key) or __import__(key)
             except ImportError:
+                out[key] = "not installed"
                 continue
-        out[mod] = str(getattr(module, "__version__", "unknown"))
+            out[key] = str(getattr(module, "__version__", "unknown"))
     return out
 
 

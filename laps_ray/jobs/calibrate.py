@@ -395,8 +395,7 @@ def main(argv: list[str] | None = None) -> None:
         "--strict", action="store_true", help="exit 1 when an energy does not separate the labels"
     )
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "energy": args.energy,
         "gt": args.gt,

@@ -114,12 +114,11 @@ def _sample_videos(cfg: DemoJobConfig, out: Path) -> dict[str, Any]:
 
 
 def run(cfg: DemoJobConfig) -> DemoResult:
-    """Run every step (see the module docstring) on an initialised Ray."""
+    """Run every step (see the module docstring); the first Ray step starts (or joins) Ray."""
     from laps_ray.jobs import calibrate, evaluate, preprocess, segment_folder, sweep_thresholds
 
     t0 = time.time()
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rt.prepare_output_dir(cfg.output)
     steps: dict[str, dict[str, Any]] = {}
     actors = [f"resources.num_actors={cfg.num_actors}"]
 
@@ -265,13 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos", type=int, default=None, help="number of sample videos")
     parser.add_argument("--train", action="store_true", help="train a tokenizer instead of the shipped one")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {"output": args.output, "videos": args.videos, "train": args.train or None}
 
     def body() -> DemoResult:
         cfg = rt.parse_job_config(DemoJobConfig, args, flags)
-        rt.init_ray(args.address)
         return run(cfg)
 
     rt.job_main(body, summary)

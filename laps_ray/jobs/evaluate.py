@@ -578,8 +578,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=None, help="frame rate of per-frame label files")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a prediction is missing")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "pred": args.pred,
         "gt": args.gt,

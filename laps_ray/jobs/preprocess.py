@@ -30,7 +30,6 @@ from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
 from laps_ray.io.atomic import write_text_atomic
 from laps_ray.io.decode import DecodeConfig
 from laps_ray.io.track_store import SUFFIX, TrackStoreError, is_complete, read_meta
-from laps_ray.io.video import VideoError, list_videos
 from laps_ray.jobs import _runtime as rt
 from laps_ray.tracking.base import TrackerConfig
 
@@ -81,23 +80,19 @@ def output_path(out_dir: Path, video: Path, root: Path) -> Path:
 
 
 def run(cfg: PreprocessJobConfig) -> PreprocessResult:
-    """Run the job on an initialised Ray (see :func:`main`)."""
+    """Validate the input and output, then start (or join) Ray and run the job (see :func:`main`)."""
     check(bool(cfg.input), "input", "is required (--input DIR_OR_FILE)")
     check(bool(cfg.output), "output", "is required (--output DIR)")
     t0 = time.time()
-    root, out_dir = Path(cfg.input), Path(cfg.output)
-    try:
-        videos = list_videos(root, exts=tuple(cfg.decode.exts), recursive=cfg.decode.recursive)
-    except VideoError as exc:
-        raise rt.JobError(str(exc)) from exc
-    if not videos:
-        raise rt.JobError(f"{root}: no video files with extensions {cfg.decode.exts}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(cfg.input)
+    listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
+    videos = listing.videos
+    out_dir = rt.prepare_output_dir(cfg.output)
+    rt.init_ray()
     _remove_stale_temporaries(out_dir)
     write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(out_dir, "preprocess", cfg, input=str(root))
-
-    import ray
+    rt.record_unreadable(manifest, listing, root)
 
     from laps_ray.actors.preprocess_actor import remote_worker
 
@@ -109,14 +104,22 @@ def run(cfg: PreprocessJobConfig) -> PreprocessResult:
         "%d videos, %d actors (%s)", len(videos), n_actors, {k: v for k, v in opts.items() if "num_" in k}
     )
     try:
+        rt.wait_ready(actors, "preprocess")
         if cfg.check_only:
             return _check(cfg, videos, root, actors, manifest, t0)
         if cfg.split_seconds > 0:
             videos, root = _split(cfg, videos, root, out_dir, actors, manifest)
         return _track(cfg, videos, root, out_dir, actors, manifest, t0)
+    except rt.ClusterLost as lost:
+        keys = [_key(Path(_source_of(item)), root) for item in lost.unfinished]
+        raise rt.ClusterLost.for_items(manifest, keys) from None
     finally:
-        for a in actors:
-            ray.kill(a)
+        rt.kill_actors(actors)
+
+
+def _source_of(item: Any) -> str:
+    """The video path of a work item (a path, or a tuple whose first element is the path)."""
+    return item[0] if isinstance(item, tuple) else item
 
 
 def _track(cfg, videos, root, out_dir, actors, manifest, t0) -> PreprocessResult:
@@ -240,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strict", action="store_true", help="exit non-zero if any video failed")
     parser.add_argument("--num-actors", type=int, default=None, help="actors (default: fill the cluster)")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "input": args.input,
         "output": args.output,
@@ -253,8 +255,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> PreprocessResult:
         cfg = rt.parse_job_config(PreprocessJobConfig, args, flags)
-        rt.init_ray(args.address)
-        return run(cfg)
+        return run(cfg)  # validates the input and output before it starts Ray
 
     rt.job_main(body, summary)
 

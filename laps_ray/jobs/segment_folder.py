@@ -58,7 +58,7 @@ from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
 from laps_ray.io import exports as ex
 from laps_ray.io.atomic import write_text_atomic
 from laps_ray.io.decode import DecodeConfig
-from laps_ray.io.video import VideoError, list_videos
+from laps_ray.io.video import VideoError
 from laps_ray.jobs import _runtime as rt
 from laps_ray.tracking.base import TrackerConfig
 
@@ -200,11 +200,16 @@ def resolve_checkpoint(cfg: SegmentJobConfig) -> Path:
     return path
 
 
-def _check_tokenizer(cfg: SegmentJobConfig, checkpoint: Path) -> Any:
-    from laps_ray.io.checkpoints import CheckpointError, load_tokenizer_config
+def _check_tokenizer(cfg: SegmentJobConfig, checkpoint: Path, load: bool = False) -> Any:
+    """The checkpoint's tokenizer config, checked against the job's window and grid settings.
+
+    With ``load`` the weights are loaded once on the CPU too (files, header, config against weights),
+    so a checkpoint that cannot work stops the job here, before outputs are deleted or Ray starts.
+    """
+    from laps_ray.io.checkpoints import CheckpointError, load_tokenizer_config, verify_tokenizer
 
     try:
-        tok = load_tokenizer_config(checkpoint)
+        tok = verify_tokenizer(checkpoint) if load else load_tokenizer_config(checkpoint)
     except CheckpointError as exc:
         raise rt.JobError(str(exc)) from exc
     check(tok.T == cfg.T, "T", f"is {cfg.T} but the tokenizer {checkpoint} was built for T={tok.T}")
@@ -322,6 +327,7 @@ class _Video:
     failed: str | None = None
     mismatch: bool = False
     fallback_done: bool = False
+    cleared: bool = False
     compute_seconds: float = 0.0
     t0: float = field(default_factory=time.time)
 
@@ -339,13 +345,18 @@ class _DriverMetrics:
 
 
 def run(cfg: SegmentJobConfig) -> SegmentResult:
-    """Run the job on an initialised Ray (see :func:`main`)."""
+    """Validate everything, then start (or join) Ray and run the job (see module docstring).
+
+    Raises:
+        JobError, ConfigError: a bad threshold, checkpoint, input or output — before Ray starts and
+            before any existing output is touched.
+    """
     check(bool(cfg.input), "input", "is required (--input DIR_OR_FILE)")
     check(bool(cfg.output), "output", "is required (--output DIR)")
     t0 = time.time()
     threshold, source = resolve_threshold(cfg)  # before any work: a bad report key stops here
     checkpoint = resolve_checkpoint(cfg)
-    tok = _check_tokenizer(cfg, checkpoint)
+    tok = _check_tokenizer(cfg, checkpoint, load=True)
     from laps_ray.io.checkpoints import checkpoint_sha256
 
     ckpt_sha = checkpoint_sha256(checkpoint)
@@ -353,14 +364,11 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
     params = segments_params(cfg, seg, source, tok)
     cfg_sha = output_digest(cfg, params)
 
-    root, out_dir = Path(cfg.input), Path(cfg.output)
-    try:
-        videos = list_videos(root, exts=tuple(cfg.decode.exts), recursive=cfg.decode.recursive)
-    except VideoError as exc:
-        raise rt.JobError(str(exc)) from exc
-    if not videos:
-        raise rt.JobError(f"{root}: no video files with extensions {cfg.decode.exts}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(cfg.input)
+    listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
+    videos = listing.videos
+    out_dir = rt.prepare_output_dir(cfg.output)
+    rt.init_ray()
     write_text_atomic(out_dir / "config.yaml", to_yaml(replace(cfg, segmentation=seg)))
     manifest = rt.RunManifest.create(
         out_dir,
@@ -372,6 +380,7 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
         config_sha256=cfg_sha,
         threshold={"value": threshold, **source},
     )
+    rt.record_unreadable(manifest, listing, root)
     names = output_names(videos, root)
 
     from laps_ray.pipeline import video_segments as vs
@@ -382,6 +391,7 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
     for v in videos:
         key, vdir = _key(v, root), out_dir / names[v]
         if not cfg.overwrite and ex.is_complete(vdir, ckpt_sha, cfg_sha):
+            # also the record of a video a killed run finished after its driver died
             manifest.items[key] = {
                 **previous.get(key, {}),
                 "status": "done",
@@ -390,8 +400,6 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
             }
             skipped += 1
             continue
-        if vdir.exists():  # partial, stale or --overwrite: redo from scratch
-            shutil.rmtree(vdir)
         todo.append(_Video(key=key, source=v, out_dir=vdir))
     manifest.write()
 
@@ -401,25 +409,37 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
         try:
             video.plan = vs.plan_timeline(video.source, cfg.decode.target_fps)
         except VideoError as exc:
+            _clear(video)  # nothing of a failed video is kept (a stale energy.jsonl would feed calibration)
             manifest.record(video.key, {"status": "failed", "reason": exc.reason})
             continue
         video.specs = _shards(video, video.plan, per_shard, cfg)
         planned.append(video)
 
     windows_total = 0
-    if planned:
-        windows_total = _execute(cfg, planned, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, t0)
-    manifest.extra.update(
-        windows=windows_total,
-        windows_per_second=round(windows_total / max(time.time() - t0, 1e-9), 3),
-    )
-    manifest.write(finished=True)
+    try:
+        if planned:
+            windows_total = _execute(cfg, planned, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, t0)
+    finally:
+        manifest.extra.update(
+            windows=windows_total,
+            windows_per_second=round(windows_total / max(time.time() - t0, 1e-9), 3),
+        )
+        manifest.write(finished=True)
     failed = {k: e.get("reason", "") for k, e in manifest.items.items() if e.get("status") != "done"}
     done = len(manifest.items) - len(failed)
     code = 1 if done == 0 or (cfg.strict and failed) else 0
     return SegmentResult(
         out_dir, done, skipped, failed, windows_total, time.time() - t0, code, manifest.items
     )
+
+
+def _clear(video: _Video) -> None:
+    """Delete a video's previous (partial, stale or --overwrite) outputs: only right before the
+    video is recomputed, so a job that stops early leaves every other video's outputs as they were."""
+    if not video.cleared:
+        video.cleared = True
+        if video.out_dir.exists():
+            shutil.rmtree(video.out_dir)
 
 
 def _shards(video: _Video, plan: Any, per_shard: int, cfg: SegmentJobConfig) -> list:
@@ -460,12 +480,7 @@ def _execute(cfg, videos, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, 
         {k: v for k, v in opts.items() if k.startswith("num_")},
     )
     t_start = time.time()
-    try:  # weights load once per actor; a bad checkpoint or device fails here, before any work
-        ray.get([a.ready.remote() for a in actors])
-    except ray.exceptions.RayError as exc:
-        for a in actors:
-            ray.kill(a)
-        raise rt.JobError(f"segment actors failed to start: {exc}") from exc
+    rt.wait_ready(actors, "segment")  # weights load once per actor; a load error stops the job here
     t_ready = time.time()
     manifest.extra.update(actors=n_actors, startup_seconds=round(t_ready - t_start, 3))
     metrics = _DriverMetrics()
@@ -499,6 +514,7 @@ def _execute(cfg, videos, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, 
                 kind, item = queue.popleft()
                 actor = free.pop(0)
                 if kind == "shard":
+                    _clear(by_key[item.key])  # first shard of a video: its old outputs go now
                     ref = actor.process_shard.remote(item)
                 else:
                     video = by_key[item]
@@ -528,6 +544,11 @@ def _execute(cfg, videos, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, 
                 out = ray.get(ref)
                 free.append(actor)
             except ray.exceptions.RayActorError as exc:  # died beyond its restarts: replace it
+                if not rt.cluster_alive():
+                    lost = {(i.key if k == "shard" else i) for k, i, _ in pending.values()}
+                    lost |= {(i.key if k == "shard" else i) for k, i in queue}
+                    lost.add(item.key if kind == "shard" else item)
+                    raise rt.ClusterLost.for_items(manifest, sorted(lost), bar) from exc
                 out = {"status": "failed", "reason": f"worker died: {type(exc).__name__}"}
                 log.error("an actor died and could not be restarted: %s", exc)
                 if replacements < n_actors:
@@ -569,8 +590,7 @@ def _execute(cfg, videos, checkpoint, params, seg, ckpt_sha, cfg_sha, manifest, 
                 queue.appendleft(("finalize", video.key))  # outputs early, before more shards
     finally:
         bar.close()
-        for a in actors:
-            ray.kill(a)
+        rt.kill_actors(actors)
     processing = time.time() - t_ready
     manifest.extra.update(
         processing_seconds=round(processing, 3),
@@ -610,8 +630,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strict", action="store_true", help="exit non-zero if any video failed")
     parser.add_argument("--overwrite", action="store_true", help="redo complete videos too")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "input": args.input,
         "output": args.output,
@@ -626,9 +645,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> SegmentResult:
         cfg = rt.parse_job_config(SegmentJobConfig, args, flags)
-        resolve_threshold(cfg)  # fail before starting Ray
-        rt.init_ray(args.address)
-        return run(cfg)
+        return run(cfg)  # validates everything before it starts Ray
 
     rt.job_main(body, summary)
 

@@ -224,8 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds of video")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs of this name")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "source": args.source,
         "output": args.output,

@@ -151,7 +151,7 @@ def _trial(config: dict[str, Any], base: TrainTokenizerConfig, trials_root: str)
 
 
 def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
-    """Run the sweep on an initialised Ray (see :func:`main`)."""
+    """Check the inputs, then start (or join) Ray and run the sweep (see :func:`main`)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -168,7 +168,8 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
     trials_root = out / "trials"
     if trials_root.exists() and any(trials_root.iterdir()):
         raise rt.JobError(f"{out} already holds a sweep (trials/); choose a new --output")
-    out.mkdir(parents=True, exist_ok=True)
+    rt.prepare_output_dir(out)
+    rt.init_ray()  # after every input was checked
     write_text_atomic(out / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(out, "sweep_codebook", cfg, command=command)
     base = dataclasses.replace(cfg.train, tracks=str(tracks), log_every_steps=0, backend="ray")
@@ -212,7 +213,7 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
         ),
         run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0),
     )
-    with rt.reclaim_placement_groups():
+    with rt.reclaim_placement_groups(), rt.tune_output_as_configured():
         grid = tuner.fit()
     errors: dict[tuple[int, float], str] = {}
     for result in grid:
@@ -403,14 +404,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracks", help="folder of .h5 track files (from the preprocess job)")
     parser.add_argument("--output", help="output folder")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     command = shlex.join(["python", "-m", "laps_ray.jobs.sweep_codebook", *argv])
 
     def body() -> SweepResult:
         cfg = load_sweep_config(args.config, args.overrides, {"tracks": args.tracks, "output": args.output})
-        rt.init_ray(args.address)
-        return run(cfg, command=command)
+        return run(cfg, command=command)  # starts Ray once the inputs are checked
 
     rt.job_main(body, summary)
 

@@ -564,7 +564,7 @@ def best_settings(
 
 
 def run(cfg: SweepJobConfig) -> SweepResult:
-    """Run the sweep on an initialised Ray (see :func:`main`)."""
+    """Load the cached energies (no video is decoded), then start (or join) Ray and sweep."""
     check(bool(cfg.input), "input", "is required (--energy DIR)")
     check(bool(cfg.output), "output", "is required (--output DIR)")
     t0 = time.time()
@@ -575,6 +575,9 @@ def run(cfg: SweepJobConfig) -> SweepResult:
     log.info(
         "%d videos, %d windows, labels: %s; swept: %s", len(data.videos), n_windows, labels["kind"], lists
     )
+
+    rt.prepare_output_dir(out_dir)
+    rt.init_ray()  # after every input was checked
 
     import ray
     from ray import tune
@@ -606,7 +609,7 @@ def run(cfg: SweepJobConfig) -> SweepResult:
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),
     )
-    with rt.reclaim_placement_groups():
+    with rt.reclaim_placement_groups(), rt.tune_output_as_configured():
         grid = tuner.fit()
 
     tols = [fmt_num(t) for t in sorted(set(cfg.tolerances_sec) | {cfg.tolerance_sec})]
@@ -712,8 +715,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", help="output folder")
     parser.add_argument("--num-samples", type=int, default=None, help="random search: trials")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "input": args.energy,
         "gt": args.gt,
@@ -724,8 +726,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> SweepResult:
         cfg = rt.parse_job_config(SweepJobConfig, args, flags)
-        rt.init_ray(args.address)
-        return run(cfg)
+        return run(cfg)  # starts Ray once the energies are loaded
 
     rt.job_main(body, summary_text)
 

@@ -243,6 +243,7 @@ def run(
             len(train_files),
             cfg.val_fraction,
         )
+    rt.prepare_output_dir(output)
     resume_from, resume_step = _prepare_output(output, cfg)
     write_text_atomic(output / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(
@@ -253,6 +254,8 @@ def run(
         split={"train": [p.name for p in train_files], "val": [p.name for p in val_files]},
         resume_from=resume_from,
     )
+    if cfg.backend == "ray":
+        rt.init_ray()  # after every input was checked
     use_gpu = _use_gpu(cfg)
     spec = WorkerSpec(
         settings=cfg,
@@ -465,8 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (default 2)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default from the config)")
     rt.add_config_args(parser)
-    args = parser.parse_args(argv)
-    rt.setup_logging(args.log_level)
+    args = rt.parse_cli(parser, argv)
     flags = {
         "tracks": args.tracks,
         "output": args.output,
@@ -479,9 +481,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> TrainResult:
         cfg = load_job_config(args.config, args.overrides, flags)
-        if cfg.backend == "ray":
-            rt.init_ray(args.address)
-        return run(cfg, command=command)
+        return run(cfg, command=command)  # starts Ray (backend=ray) once the inputs are checked
 
     rt.job_main(body, summary_line)
 

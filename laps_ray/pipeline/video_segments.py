@@ -3,7 +3,8 @@
 **Timeline.** Windows are numbered over the video's *processed* frames (resampled to ``target_fps`` by
 timestamp in ``laps_ray.io.video.iter_frames``). :func:`plan_timeline` predicts, without decoding, which
 source frames the resampler keeps: a demux-only pass reads every packet's timestamp (milliseconds for a
-long file), sorts them into presentation order and applies the resampler's own rule. The plan gives
+long file), times the frames with the decoder's own ``FrameClock`` (the k-th frame gets the k-th smallest
+timestamp) and applies the resampler's own rule. The plan gives
 processed frame ``f`` → (source index, seconds) for the whole video before any work starts.
 
 **Shards.** :func:`make_shards` cuts the windows ``0..W-1`` into ranges ``[w0, w1)``; a shard decodes
@@ -43,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,16 @@ from laps_ray.core.segmentation import Segment, SegmentationConfig, WindowGeomet
 from laps_ray.core.smoothing import for_segmentation, smooth
 from laps_ray.core.windows import window_starts
 from laps_ray.io import exports as ex
-from laps_ray.io.video import Resampler, iter_frames, probe, stream_timing, video_stream, write_clips
+from laps_ray.io.video import (
+    FrameClock,
+    Resampler,
+    iter_frames,
+    packet_timestamp,
+    probe,
+    stream_timing,
+    video_stream,
+    write_clips,
+)
 from laps_ray.pipeline.window_processor import GATE_MOTION, GATE_PRE, WindowProcessor
 from laps_ray.tracking.windowed import Timeline
 
@@ -78,9 +89,11 @@ class TimelinePlan:
     Attributes:
         index: (F,) int64 source frame index of every processed frame.
         t: (F,) float64 its time in seconds (from the first frame).
-        num_source_frames: frames of the source (packets in presentation order).
+        num_source_frames: frames the decoder outputs (packets that carry a frame of their own).
         source_fps: nominal source frame rate.
-        duration_sec: ``num_source_frames / source_fps`` (LAPS ``video_duration_sec``).
+        duration_sec: end of the last source frame: its time plus one nominal period, in seconds
+            (LAPS ``video_duration_sec``; ``num_source_frames / source_fps`` at a constant rate, the
+            real span for AVI drop frames and variable rates).
     """
 
     index: np.ndarray
@@ -97,8 +110,14 @@ class TimelinePlan:
 def plan_timeline(source: str | Path, target_fps: float) -> TimelinePlan | None:
     """Predict the processed-frame timeline of a file from packet timestamps (no decoding).
 
-    Returns None when the prediction is impossible (packets without timestamps, duplicate timestamps,
-    damaged or discarded packets); the caller then processes the video as one shard.
+    The decoder's frames are the packets that carry a frame of their own (not empty, not discarded
+    by an edit list), and their times follow ``io.video.FrameClock`` exactly as in a real decode: the
+    k-th frame gets the k-th smallest packet timestamp, forced strictly increasing. So B-frames with
+    broken timestamps, negative, repeated or missing timestamps and edit lists all get a plan.
+
+    Returns:
+        The plan, or None when the prediction is impossible (damaged packets, unknown frame rate,
+        fewer than 2 frames); the caller then processes the video as one shard.
 
     Raises:
         VideoError: the file cannot be read as a video or has fewer than 2 frames (``probe``'s reasons).
@@ -112,23 +131,27 @@ def plan_timeline(source: str | Path, target_fps: float) -> TimelinePlan | None:
         with av.open(str(source)) as container:
             stream = video_stream(container)  # the stream iter_frames decodes (probe found one)
             tb, fps = stream_timing(stream)
-            pts: list[int] = []
+            rate = stream.average_rate or stream.guessed_rate
+            clock = FrameClock.for_stream(stream)
+            n = 0
             for packet in container.demux(stream):
-                if packet.size == 0:  # the flush packet at the end
+                if packet.size == 0 or packet.is_discard:  # flush packet, AVI drop frame, edit-list cut
                     continue
-                if packet.pts is None or packet.is_corrupt or packet.is_discard:
+                if packet.is_corrupt:  # the decoder may drop it: the frame count is unknowable
                     return None
-                pts.append(int(packet.pts))
+                ts = packet_timestamp(packet)
+                if ts is not None:
+                    clock.add(ts)
+                n += 1
     except (av.error.FFmpegError, OSError) as exc:  # damaged past its start: decode it whole instead
         log.info("%s: cannot plan its timeline (%s); it will be processed as one shard", source, exc)
         return None
-    if len(pts) < 2 or fps <= 0:
+    if n < 2 or fps <= 0 or not rate:
         return None
-    order = np.sort(np.asarray(pts, dtype=np.int64))
-    if (np.diff(order) == 0).any():
-        return None
-    p0 = int(order[0])
-    times = [float((int(p) - p0) * tb) for p in order]  # exactly as iter_frames computes t
+    # FrameClock.start_at is a no-op here: a decode's first frame carries the smallest timestamp
+    # unless the decoder skips leading frames, which run_shard then detects.
+    ticks = [clock.next() for _ in range(n)]
+    times = [float((x - ticks[0]) * tb) for x in ticks]  # exactly as iter_frames computes t
     # iter_frames' own resampler for files, so there is one copy of the rule; if this prediction ever
     # diverges from a real decode, run_shard detects it frame by frame and the video falls back.
     resampler = Resampler.for_file(target_fps, fps, tb)
@@ -137,9 +160,9 @@ def plan_timeline(source: str | Path, target_fps: float) -> TimelinePlan | None:
     return TimelinePlan(
         index=index,
         t=np.asarray(times, dtype=np.float64)[keep],
-        num_source_frames=len(order),
+        num_source_frames=n,
         source_fps=fps,
-        duration_sec=len(order) / fps,
+        duration_sec=float((ticks[-1] - ticks[0]) * tb + 1 / Fraction(rate)),
     )
 
 
@@ -331,6 +354,7 @@ def run_shard(
         ex.write_npy_atomic(zq_path, np.memmap(raw_path, dtype=np.float32, mode="r", shape=(n, L, D)))
     finally:
         raw_path.unlink(missing_ok=True)
+        _remove_if_empty(work)
     return ShardResult(
         key=spec.key,
         shard=spec.shard,
@@ -349,6 +373,16 @@ def run_shard(
         cpu_seconds=time.process_time() - cpu0,
         peak_rss_mb=peak_rss_mb(),
     )
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a work folder that a failed or interrupted shard left empty (and its video folder, if
+    that is empty too), so no empty ``.work/`` stays behind."""
+    for d in (folder, folder.parent):
+        try:
+            d.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
 
 
 def peak_rss_mb() -> float:

@@ -8,12 +8,10 @@ this order (reference §2.6, with its quirks fixed):
    keeps both the tracker's prepared frame and the grey thumbnail, so overlapping windows share them.
 2. **Tracking** of the windows the pre-gate kept, in one batched tracker call.
 3. :func:`~laps_ray.core.windows.normalized_velocities` (the one normalisation) and the **motion gate**.
-4. **Tokenizer** ``encode`` + ``quantize`` of the windows both gates kept, in one pass
-   (``torch.inference_mode``; fp16 autocast on CUDA when ``amp``). Every forward call gets exactly
-   ``tokenizer_batch`` rows (zero-padded): CPU matmul kernels depend on the batch shape, so a window's
-   latents would otherwise change bit-wise with the company it is batched with, and a sharded run
-   would not reproduce an unsharded one. With a fixed shape they do (measured: the ``small`` model's
-   latents differ at batch sizes 1..31 but are identical at any row position of a fixed-size batch).
+4. **Tokenizer** ``encode`` + ``quantize`` of the windows both gates kept, through
+   :func:`laps_ray.models.inference.tokenize` (fixed ``tokenizer_batch`` rows per call, one intra-op
+   thread on CPU, fp16 autocast on CUDA when ``amp``), so a window's latents do not depend on the
+   company it is batched with, on the thread count or on sharding.
 5. **Energies** of every source (``quantized``, ``prequant`` with the configured mode, ``velocity``)
    through :mod:`laps_ray.core.energy`; gated windows get the gate rule of
    :func:`~laps_ray.core.energy.apply_gates` (0.0, or the velocity energy for a motion-gated window
@@ -299,26 +297,6 @@ class WindowProcessor:
 
     def _tokenize(self, vel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Velocities (B, L, N, 2) -> z_pre (B, L, D) f32, zq (B, L, D) f32, ids (B, L) int64."""
-        import torch
+        from laps_ray.models.inference import tokenize
 
-        x = torch.from_numpy(np.ascontiguousarray(vel, dtype=np.float32)).to(self.device)[:, None]
-        bs = self.tokenizer_batch
-        outs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        with torch.inference_mode():
-            for s in range(0, x.shape[0], bs):
-                chunk = x[s : s + bs]
-                rows = chunk.shape[0]
-                if rows < bs:  # fixed batch shape: results do not depend on the batch's company
-                    pad = torch.zeros((bs - rows, *chunk.shape[1:]), dtype=chunk.dtype, device=chunk.device)
-                    chunk = torch.cat([chunk, pad])
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.amp):
-                    z = self.model.encode(chunk)
-                    zq, ids = self.model.quantize(z)
-                outs.append(
-                    (
-                        z[:rows].float().cpu().numpy(),
-                        zq[:rows].float().cpu().numpy(),
-                        ids[:rows].cpu().numpy().astype(np.int64),
-                    )
-                )
-        return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
+        return tokenize(self.model, vel, self.tokenizer_batch, self.amp)
