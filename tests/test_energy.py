@@ -16,6 +16,7 @@ from laps_ray.core.energy import (
     window_energy,
 )
 from laps_ray.core.smoothing import SmoothingConfig
+from laps_ray.pipeline.window_processor import gray_small
 
 # ------------------------------------------------------------------------------------------ energy
 
@@ -210,13 +211,13 @@ def test_pre_gate_batch_matches_single_and_rejects_bad_input():
 def test_gray_small_sizes_and_values():
     landscape = np.zeros((90, 160, 3), np.uint8)
     landscape[..., 1] = 200  # pure green -> gray 0.587 * 200
-    out = gates.gray_small(landscape, 128)
+    out = gray_small(landscape, 128)
     assert out.shape == (128, 228) and out.dtype == np.uint8
     assert abs(int(out[5, 5]) - round(0.587 * 200)) <= 1
     portrait = np.zeros((400, 300, 3), np.uint8)
-    assert gates.gray_small(portrait, 128).shape == (171, 128)
+    assert gray_small(portrait, 128).shape == (171, 128)
     with pytest.raises(ValueError, match="uint8"):
-        gates.gray_small(np.zeros((10, 10, 4), np.uint8), 128)
+        gray_small(np.zeros((10, 10, 4), np.uint8), 128)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.core.smoothing import SmoothingConfig
 from laps_ray.io.checkpoints import save_tokenizer
 from laps_ray.io.synthetic import make_action_video, make_bad_inputs
-from laps_ray.jobs.segment_folder import SegmentJobConfig, main, resolve_checkpoint, run, summary
+from laps_ray.jobs.segment_folder import SegmentJobConfig, main, run, summary
 from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import named_config
 from laps_ray.tracking.base import TrackerConfig
@@ -134,17 +134,14 @@ def test_job_outputs_bad_inputs_sharding_and_resume(ray_local, inputs, unsharded
 
 
 def _digest(inputs, *extra: str) -> str:
-    from laps_ray.jobs.segment_folder import (
-        _check_tokenizer,
-        output_digest,
-        resolve_threshold,
-        segments_params,
-    )
+    """The config digest of a run with ``extra`` (the tokenizer is checked with the default grid so
+    that a grid change is a digest change here, not a mismatch error)."""
+    from laps_ray.pipeline.resolve import check_tokenizer, output_digest, resolve_threshold, segments_params
 
     cfg = _cfg(inputs, inputs["good"], Path("o"), *extra)
-    thr, source = resolve_threshold(cfg)
+    thr, source = resolve_threshold(cfg, cfg.report, cfg.report_key)
     seg = dataclasses.replace(cfg.segmentation, threshold=thr)
-    tok = _check_tokenizer(dataclasses.replace(cfg, tracker=TrackerConfig()), inputs["tok"])
+    tok = check_tokenizer(dataclasses.replace(cfg, tracker=TrackerConfig()), inputs["tok"])
     return output_digest(cfg, segments_params(cfg, seg, source, tok))
 
 
@@ -221,11 +218,11 @@ def test_threshold_errors_stop_before_any_work(inputs, tmp_path, capsys):
 def test_report_threshold_and_sweep_best_yaml_are_accepted(inputs, tmp_path):
     report = tmp_path / "calib.json"
     report.write_text(json.dumps({"quantized": {"smoothed": {"best_f1": {"thr": 0.7}}}}))
-    from laps_ray.jobs.segment_folder import resolve_threshold
+    from laps_ray.pipeline.resolve import resolve_checkpoint, resolve_threshold
 
     cfg = _cfg(inputs, inputs["good"], tmp_path / "o", "segmentation.threshold=null", f"report={report}",
                "report_key=quantized.smoothed.best_f1.thr")  # fmt: skip
-    thr, source = resolve_threshold(cfg)
+    thr, source = resolve_threshold(cfg, cfg.report, cfg.report_key)
     assert thr == 0.7 and source == {
         "source": "report",
         "report": str(report),
@@ -248,7 +245,7 @@ def test_report_threshold_and_sweep_best_yaml_are_accepted(inputs, tmp_path):
     # a checkpoint that is not there is named in the error
     missing = load_config(SegmentJobConfig, None, [f"tokenizer.checkpoint={tmp_path / 'nope'}"])
     with pytest.raises(Exception, match="nope"):
-        resolve_checkpoint(missing)
+        resolve_checkpoint(missing.tokenizer)
 
 
 def test_module_help_is_fast_and_lists_flags():

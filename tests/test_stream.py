@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -20,7 +19,7 @@ import torch
 from live_server import HttpVideoServer, ffmpeg_path
 
 from laps_ray.config import load_config
-from laps_ray.io.checkpoints import checkpoint_sha256, save_tokenizer
+from laps_ray.io.checkpoints import save_tokenizer
 from laps_ray.io.synthetic import make_action_video
 from laps_ray.jobs import segment_folder as sf
 from laps_ray.jobs import stream
@@ -28,6 +27,7 @@ from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import named_config
 from laps_ray.pipeline import live
 from laps_ray.pipeline import video_segments as vs
+from laps_ray.pipeline.resolve import resolve_run, video_context
 from laps_ray.pipeline.window_processor import WindowProcessor
 from laps_ray.tracking.windowed import Window
 
@@ -79,8 +79,7 @@ def _segment_folder_local(assets, out: Path, *extra) -> Path:
     cfg = load_config(
         sf.SegmentJobConfig, None, [*assets["settings"], f"input={video}", f"output={out}", *extra]
     )
-    threshold, source = sf.resolve_threshold(cfg)
-    seg = replace(cfg.segmentation, threshold=threshold)
+    run = resolve_run(cfg, cfg.report, cfg.report_key, load=False)
     wp = WindowProcessor(
         cfg.tracker,
         cfg.gates,
@@ -92,19 +91,8 @@ def _segment_folder_local(assets, out: Path, *extra) -> Path:
         device="cpu",
         num_threads=1,
     )
-    params = sf.segments_params(cfg, seg, source, wp.tokenizer_config)
     plan = vs.plan_timeline(video, cfg.decode.target_fps)
-    ctx = sf.video_context(
-        cfg,
-        seg,
-        key=video.name,
-        source=str(video),
-        out_dir=out / video.stem,
-        params=params,
-        checkpoint_sha256=checkpoint_sha256(assets["checkpoint"]),
-        config_sha256=sf.output_digest(cfg, params),
-        duration_sec=vs.video_duration(plan),
-    )
+    ctx = video_context(run, video.name, str(video), out / video.stem, vs.video_duration(plan))
     vs.process_video_local(wp, ctx, batch_windows=cfg.batch_windows, resize_shorter=cfg.decode.resize_shorter)
     return out / video.stem
 

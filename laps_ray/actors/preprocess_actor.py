@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from laps_ray.io.video import VideoError, iter_frames, probe, split_video
+from laps_ray.pipeline.config import WindowingConfig
 from laps_ray.tracking import make_tracker
 from laps_ray.tracking.video_tracks import track_video
 
@@ -16,15 +17,22 @@ log = logging.getLogger(__name__)
 
 
 class PreprocessWorker:
-    """Loads the tracker once; every method returns a plain record and never raises for bad input."""
+    """Loads the tracker once; every method returns a plain record and never raises for bad input.
 
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
+    Args:
+        windowing: decode, tracker and window geometry.
+        view: the camera view name written into the track files.
+        check_only: only decode (``--check``): no tracker is loaded.
+    """
+
+    def __init__(self, windowing: WindowingConfig, view: str = "default", check_only: bool = False) -> None:
+        self.cfg = windowing
+        self.view = view
         self.tracker = None
         self.error: str | None = None
-        if not cfg.check_only:
+        if not check_only:
             try:
-                self.tracker = make_tracker(cfg.tracker)
+                self.tracker = make_tracker(windowing.tracker)
             except Exception as exc:  # noqa: BLE001 - reported by ready(): a load that failed is not retried
                 log.error("cannot load the tracker: %s", traceback.format_exc())
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -33,9 +41,8 @@ class PreprocessWorker:
         """None when the tracker is loaded, else why it could not be (the driver stops the job)."""
         return self.error
 
-    def process(self, item: tuple[str, str]) -> dict[str, Any]:
+    def process(self, source: str, out: str) -> dict[str, Any]:
         """Track one video into ``out``: ``{"status": "done"|"failed", ...}``."""
-        source, out = item
         cfg = self.cfg
         t0 = time.perf_counter()
         try:
@@ -47,7 +54,7 @@ class PreprocessWorker:
                 T=cfg.T,
                 stride=cfg.stride,
                 grid=cfg.tracker.grid,
-                view=cfg.view,
+                view=self.view,
                 batch_windows=cfg.batch_windows,
             )
         except VideoError as exc:
@@ -74,18 +81,10 @@ class PreprocessWorker:
             "seconds": round(time.perf_counter() - t0, 3),
         }
 
-    def split(self, item: tuple[str, str, float]) -> dict[str, Any]:
+    def split(self, source: str, out_dir: str, seconds: float) -> dict[str, Any]:
         """Cut ``source`` into ``seconds``-long chunks in ``out_dir``."""
-        source, out_dir, seconds = item
         try:
             chunks = split_video(source, Path(out_dir), seconds)
         except VideoError as exc:
             return {"status": "failed", "reason": exc.reason}
         return {"status": "done", "chunks": [str(c) for c in chunks]}
-
-
-def remote_worker(options: dict[str, Any]) -> Any:
-    """The Ray actor class for :class:`PreprocessWorker` with the given resources."""
-    import ray
-
-    return ray.remote(PreprocessWorker).options(**options)

@@ -18,11 +18,13 @@ import logging
 import os
 import time
 import traceback
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from laps_ray.io.video import VideoError
 from laps_ray.pipeline import video_segments as vs
+from laps_ray.pipeline.config import PipelineConfig
+from laps_ray.pipeline.resolve import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +53,46 @@ class _ActorMetrics:
             self.gated_ratio.set(float((result.gate != 0).mean()))
 
 
+@dataclass
+class FaultInjectionConfig:
+    """Test-only: make an actor process exit (``os._exit``) once, to test restart + retry for real.
+
+    Attributes:
+        crash_after_windows: crash after this many windows in one actor process (0 = never).
+        marker: file created just before the crash; while it exists no actor crashes again.
+    """
+
+    crash_after_windows: int = 0
+    marker: str = ""
+
+
 class SegmentWorker:
     """One tracker + tokenizer; every method returns a plain record and never raises for bad input.
 
     Args:
-        cfg: the job config (``laps_ray.jobs.segment_folder.SegmentJobConfig``).
+        pipeline: the pipeline settings (threshold resolved).
         checkpoint: tokenizer checkpoint directory; None = the shipped default (resolved here, on
             the worker's own copy of the package, so it works with ``ray job submit --working-dir``).
+        cpus: CPUs reserved for this actor (its torch/OpenCV thread budget).
+        testing: the test-only crash hook.
     """
 
-    def __init__(self, cfg: Any, checkpoint: str | None) -> None:
+    def __init__(
+        self,
+        pipeline: PipelineConfig,
+        checkpoint: str | None,
+        cpus: float = 1.0,
+        testing: FaultInjectionConfig | None = None,
+    ) -> None:
         from laps_ray.pipeline.window_processor import WindowProcessor
 
-        self.cfg = cfg
+        self.pipeline = pipeline
+        self.testing = testing or FaultInjectionConfig()
         self.processor = None
         self.error: str | None = None
         ckpt = checkpoint or str(default_checkpoint())
-        threads = max(1, int(cfg.resources.cpus_per_actor))
         try:
-            self.processor = WindowProcessor.from_job_config(cfg, ckpt, num_threads=threads)
+            self.processor = WindowProcessor.from_config(pipeline, ckpt, num_threads=max(1, int(cpus)))
         except Exception as exc:  # noqa: BLE001 - reported by ready(): a load that failed is not retried
             log.error("cannot load the tokenizer or tracker: %s", traceback.format_exc())
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
@@ -84,7 +107,7 @@ class SegmentWorker:
         """Run one shard: a :class:`ShardResult`, or ``{"status": "failed"|"mismatch", "reason"}``."""
         t0 = time.perf_counter()
         try:
-            result = vs.run_shard(self.processor, spec, self.cfg.batch_windows, self._on_window)
+            result = vs.run_shard(self.processor, spec, self.pipeline.batch_windows, self._on_window)
         except VideoError as exc:
             return {"status": "failed", "reason": exc.reason, "seconds": round(time.perf_counter() - t0, 3)}
         except vs.ShardMismatch as exc:
@@ -110,7 +133,7 @@ class SegmentWorker:
 
     def _on_window(self, _done_in_shard: int) -> None:
         self._windows_in_process += 1
-        fi = self.cfg.testing
+        fi = self.testing
         if fi.crash_after_windows and self._windows_in_process >= fi.crash_after_windows and fi.marker:
             try:  # the marker makes it crash once per run, not on every restart
                 fd = os.open(fi.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -119,15 +142,3 @@ class SegmentWorker:
             os.close(fd)
             log.warning("testing.crash_after_windows: killing this actor process now")
             os._exit(1)
-
-
-def default_checkpoint() -> Path:
-    """The shipped tokenizer checkpoint directory (``laps_ray/assets/tokenizer_small``)."""
-    return Path(__file__).resolve().parents[1] / "assets" / "tokenizer_small"
-
-
-def remote_worker(options: dict[str, Any]) -> Any:
-    """The Ray actor class for :class:`SegmentWorker` with the given resources."""
-    import ray
-
-    return ray.remote(SegmentWorker).options(**options)

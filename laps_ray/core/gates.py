@@ -125,33 +125,6 @@ def _drop(enable: bool, value, active, value_thr: float, active_thr: float):
     return np.logical_and(enable, np.logical_and(value < value_thr, active < active_thr))
 
 
-def gray_small(frame_rgb: np.ndarray, resize_shorter: int) -> np.ndarray:
-    """Grayscale copy of a frame with its shorter side resized to ``resize_shorter``.
-
-    Computed once per processed frame by the caller and reused by every window holding it.
-
-    Args:
-        frame_rgb: (H, W, 3) uint8 RGB frame, or (H, W) uint8 gray.
-        resize_shorter: target shorter side in pixels.
-
-    Returns:
-        (h, w) uint8 with ``min(h, w) == resize_shorter``.
-    """
-    import cv2  # the one OpenCV use in core; imported here so core stays cheap to import
-
-    frame = np.asarray(frame_rgb)
-    if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
-        raise ValueError(f"expected an (H, W, 3) or (H, W) uint8 frame, got {frame.dtype} {frame.shape}")
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
-    h, w = gray.shape
-    scale = resize_shorter / min(h, w)
-    size = (
-        (resize_shorter, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), resize_shorter)
-    )
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    return cv2.resize(gray, size, interpolation=interp)
-
-
 def pre_gate_stats(gray: np.ndarray, pixel_diff_thr: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean absolute difference and active-pixel ratio of consecutive gray frames.
 
@@ -186,7 +159,7 @@ def pre_gate(gray: np.ndarray, cfg: PreGateConfig) -> GateResult:
     """Pre-gate of one window.
 
     Args:
-        gray: (T, h, w) uint8 gray frames from :func:`gray_small`.
+        gray: (T, h, w) uint8 gray frames (``laps_ray.pipeline.window_processor.gray_small``).
         cfg: pre-gate settings.
 
     Returns:

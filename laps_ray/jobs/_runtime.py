@@ -1,148 +1,37 @@
-"""What every job shares: argument parsing, logging, Ray start-up, actor fan-out, run manifests.
+"""What every Ray job shares besides its command line (``_cli``): Ray start-up, inputs and
+outputs checked before work, progress, and the ``run.json`` manifest.
 
-A job module is ``XJobConfig`` + ``run(cfg) -> XResult`` + ``main()``; ``main`` calls
-:func:`parse_job_config`, :func:`init_ray` and ``run``, prints where the outputs went and exits
-non-zero with a one-line reason on failure (:func:`job_main`).
+* :func:`init_ray` joins the cluster a job belongs to or starts a private local one, and says which
+  and why; jobs call it inside ``run`` once their inputs are checked.
+* :func:`list_inputs` / :func:`record_unreadable` / :func:`prepare_output_dir`: inputs and outputs
+  checked before Ray starts or anything is deleted.
+* :class:`RunManifest`: ``run.json`` (and the resolved ``config.yaml``), rewritten after every item.
+* :func:`record_lost`: the one message and record for a cluster that went away.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from laps_ray import __version__
-from laps_ray.config import ConfigError, load_config, to_dict
-from laps_ray.io.atomic import write_json_atomic
+from laps_ray.actors.pool import reachable
+from laps_ray.config import to_dict, to_yaml
+from laps_ray.io.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("laps_ray")
-
-C = TypeVar("C")
 
 
 class JobError(RuntimeError):
     """A job cannot go on; the message is the one-line reason shown to the user."""
-
-
-class ClusterLost(JobError):
-    """The Ray cluster itself went away (stopped or crashed) while work was in flight.
-
-    Attributes:
-        unfinished: the work items that were queued or running (from :func:`map_unordered`).
-    """
-
-    def __init__(self, message: str, unfinished: Sequence[Any] = ()) -> None:
-        super().__init__(message)
-        self.unfinished = list(unfinished)
-
-    @classmethod
-    def for_items(
-        cls, manifest: RunManifest, keys: Sequence[str], bar: Progress | None = None, noun: str = "video"
-    ) -> ClusterLost:
-        """Record ``keys`` as interrupted in ``manifest`` (a re-run resumes them) and build the error."""
-        where = _cluster_address or "this job's Ray cluster"
-        for key in keys:
-            manifest.record(
-                key, {"status": "interrupted", "reason": f"not finished: lost the Ray cluster at {where}"}
-            )
-        if bar is not None:
-            bar.close()
-        return cls(
-            f"lost the Ray cluster at {where} (it was stopped or crashed) with {len(keys)} {noun}(s) "
-            f"unfinished, marked 'interrupted' in {manifest.path}; run the same command again to resume"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# CLI and config
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE.yaml`` and trailing ``key.sub=value`` overrides."""
-    parser.add_argument("--config", type=Path, default=None, help="YAML config file (see configs/)")
-    parser.add_argument(
-        "overrides", nargs="*", default=[], metavar="key.sub=value", help="config overrides, applied last"
-    )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="Ray address: omit to join the cluster this job was submitted to or start a local one; "
-        "'local' forces a new local instance",
-    )
-
-
-_cli_address: str | None = None  # --address of this process's job CLI (see parse_cli)
-
-
-def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse a job's command line, set up logging and remember ``--address`` for :func:`init_ray`.
-
-    Jobs start Ray only after their inputs are validated (:func:`init_ray` inside ``run``), so a bad
-    path or key is reported in a second, before Ray's start-up costs seconds.
-    """
-    global _cli_address
-    args = parser.parse_args(argv)
-    setup_logging(getattr(args, "log_level", "INFO"))
-    _cli_address = getattr(args, "address", None)
-    return args
-
-
-def parse_job_config(
-    cls: type[C], args: argparse.Namespace, flag_overrides: dict[str, Any] | None = None
-) -> C:
-    """Config from ``--config`` + flags (mapped to keys) + ``key=value`` overrides, in that order."""
-    overrides = [f"{k}={_yaml_scalar(v)}" for k, v in (flag_overrides or {}).items() if v is not None]
-    overrides += list(args.overrides)
-    return load_config(cls, args.config, overrides)
-
-
-def _yaml_scalar(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str | Path):
-        # Quote so that paths with spaces, ':' or '=' stay one string value.
-        text = str(v).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{text}"'
-    return str(v)
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """Log lines for the terminal and ``ray job logs``; quieten chatty libraries."""
-    logging.basicConfig(
-        level=getattr(logging, str(level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for name in ("ray", "urllib3", "matplotlib", "h5py", "numba", "filelock"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def job_main(run: Callable[[], Any], describe: Callable[[Any], str]) -> None:
-    """Run a job body; print its outputs, or a one-line reason and exit non-zero."""
-    try:
-        result = run()
-    except (ConfigError, JobError, FileNotFoundError, ValueError) as exc:
-        log.debug("job failed", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        _shutdown_ray()
-    print(describe(result))
-    code = getattr(result, "exit_code", 0)
-    if code:
-        sys.exit(code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,10 +39,16 @@ def job_main(run: Callable[[], Any], describe: Callable[[Any], str]) -> None:
 
 
 _connected_here = False  # True once init_ray() itself called ray.init() in this process
-_cluster_address: str | None = None  # GCS address of the cluster this process works with
+_cli_address: str | None = None  # --address of this process's job command line
 
 
-def _shutdown_ray() -> None:
+def use_address(address: str | None) -> None:
+    """Remember the command line's ``--address`` for :func:`init_ray` (``_cli.parse_cli`` calls it)."""
+    global _cli_address
+    _cli_address = address
+
+
+def shutdown_ray() -> None:
     """Disconnect (and stop a local instance) before the summary, so worker teardown noise from
     Ray's log forwarding does not land after it. A Ray started by someone else (a test session,
     a notebook) is left alone."""
@@ -190,11 +85,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     else:
         kwargs["address"] = target
         log.info("joining the Ray cluster at %s (%s)", target, why)
-    global _connected_here, _cluster_address
+    global _connected_here
     t0 = time.perf_counter()
     ray.init(**kwargs)
     _connected_here = True
-    _cluster_address = ray.get_runtime_context().gcs_address
     res = ray.cluster_resources()
     log.info(
         "ray ready in %.1fs: %g CPU, %g GPU", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0)
@@ -231,7 +125,7 @@ def _choose_cluster(address: str | None) -> tuple[str, str]:
     found = _local_cluster_pointer()
     if found is not None:
         pointer, gcs = found
-        if _reachable(gcs):
+        if reachable(gcs):
             return (
                 gcs,
                 f"a `ray start` cluster on this machine, named by {pointer}; --address local avoids it",
@@ -256,69 +150,6 @@ def _local_cluster_pointer() -> tuple[Path, str] | None:
     except OSError:
         return None
     return (pointer, gcs) if gcs else None
-
-
-def _reachable(gcs: str, timeout: float = 2.0) -> bool:
-    """True if something accepts TCP connections at ``host:port``."""
-    import socket
-
-    try:
-        host, port = gcs.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def cluster_alive() -> bool:
-    """True if the GCS of the cluster this process works with still accepts connections.
-
-    Used after actors die, to tell "the whole cluster is gone" (stop, say so, re-run resumes) from
-    "a worker died" (replace it, retry).
-    """
-    return bool(_cluster_address) and _reachable(_cluster_address)
-
-
-def _remember_cluster() -> None:
-    global _cluster_address
-    if _cluster_address is None:
-        import ray
-
-        _cluster_address = ray.get_runtime_context().gcs_address
-
-
-def wait_ready(actors: Sequence[Any], what: str) -> None:
-    """Wait until every actor has loaded what it holds; stop the job on the first failure.
-
-    An actor's ``ready()`` returns None, or the reason it cannot work (e.g. a checkpoint it cannot
-    read on that node): a load that cannot succeed is reported once, not retried by Ray.
-
-    Raises:
-        JobError: one line naming the reason; the actors are killed.
-    """
-    import ray
-
-    _remember_cluster()
-    try:
-        errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e]
-    except ray.exceptions.RayError as exc:
-        kill_actors(actors)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise JobError(f"{what} actors failed to start: {type(exc).__name__}: {first}") from None
-    if errors:
-        kill_actors(actors)
-        raise JobError(f"{what} actors cannot start: {errors[0]}")
-
-
-def kill_actors(actors: Sequence[Any]) -> None:
-    """Kill our actors (their outputs are atomic: nothing half-written survives a kill)."""
-    import ray
-
-    for a in actors:
-        try:
-            ray.kill(a)
-        except Exception as exc:  # noqa: BLE001 - a cluster that is gone has no actors left to kill
-            log.debug("could not kill an actor: %s", exc)
 
 
 def list_inputs(root: Path, exts: Sequence[str], recursive: bool) -> Any:
@@ -355,6 +186,19 @@ def record_unreadable(manifest: RunManifest, listing: Any, root: Path) -> None:
     manifest.write()
 
 
+def record_lost(manifest: RunManifest, keys: Sequence[str], address: str, noun: str = "video") -> JobError:
+    """Record ``keys`` as interrupted in ``manifest`` (a re-run resumes them) after the Ray cluster at
+    ``address`` went away, and return the one-line error the job stops with."""
+    for key in keys:
+        manifest.record(
+            key, {"status": "interrupted", "reason": f"not finished: lost the Ray cluster at {address}"}
+        )
+    return JobError(
+        f"lost the Ray cluster at {address} (it was stopped or crashed) with {len(keys)} {noun}(s) "
+        f"unfinished, marked 'interrupted' in {manifest.path}; run the same command again to resume"
+    )
+
+
 def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
     """Create the folder ``path`` (and its parents) and check that files can be written into it.
 
@@ -380,25 +224,6 @@ def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
         reason = (exc.strerror or str(exc)).lower()
         raise JobError(f"{what} {out}: cannot write there ({reason})") from None
     return out
-
-
-def cluster_gpus() -> float:
-    """Number of GPUs in the cluster (0 on CPU-only clusters)."""
-    import ray
-
-    return float(ray.cluster_resources().get("GPU", 0))
-
-
-def actor_options(cpus: float, gpus: float, retries: int = 2) -> dict[str, Any]:
-    """Actor resources: GPUs only if the cluster has some (else the actor would pend forever).
-
-    A killed actor is restarted by Ray and its in-flight call retried (``max_task_retries``); our
-    outputs are atomic, so a retry redoes the item without leaving partial files.
-    """
-    opts: dict[str, Any] = {"num_cpus": cpus, "max_restarts": retries, "max_task_retries": retries}
-    if gpus > 0 and cluster_gpus() > 0:
-        opts["num_gpus"] = gpus
-    return opts
 
 
 @contextmanager
@@ -451,64 +276,6 @@ def reclaim_placement_groups(grace_s: float = 15.0) -> Iterator[None]:
             remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
         if left:
             log.info("removed %d placement group(s) left behind by stopped trials", len(left))
-
-
-def default_num_actors(requested: int, cpus_per_actor: float, gpus_per_actor: float, num_items: int) -> int:
-    """``requested`` if > 0, else as many as the cluster's GPUs (or CPUs) allow, at most one per item."""
-    import ray
-
-    if requested > 0:
-        return max(1, min(requested, num_items))
-    res = ray.cluster_resources()
-    if res.get("GPU", 0) > 0 and gpus_per_actor > 0:
-        n = int(res["GPU"] // gpus_per_actor)
-    else:
-        n = int(res.get("CPU", 1) // max(cpus_per_actor, 1e-3))
-    return max(1, min(n, num_items))
-
-
-def map_unordered(
-    actors: Sequence[Any], method: str, items: Sequence[Any], in_flight_per_actor: int = 1
-) -> Iterator[tuple[Any, Any]]:
-    """Call ``actor.<method>(item)`` for every item over a pool of actors; yield ``(item, result)``.
-
-    Results come in completion order. An exception from one item is yielded as the result (an
-    ``Exception`` instance) and the job goes on; actor deaths are retried by Ray itself (see
-    :func:`actor_options`).
-
-    Raises:
-        ClusterLost: an actor died and the cluster's GCS no longer answers; ``unfinished`` lists the
-            items that were running or queued.
-    """
-    _remember_cluster()
-    import ray
-
-    pending: dict[Any, tuple[Any, Any]] = {}
-    queue = list(items)
-    free = [a for a in actors for _ in range(in_flight_per_actor)]
-    while queue or pending:
-        while queue and free:
-            actor = free.pop(0)
-            item = queue.pop(0)
-            pending[getattr(actor, method).remote(item)] = (item, actor)
-        done, _ = ray.wait(list(pending), num_returns=1)
-        ref = done[0]
-        item, actor = pending.pop(ref)
-        free.append(actor)
-        try:
-            result = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            if not cluster_alive():
-                unfinished = [item, *(it for it, _ in pending.values()), *queue]
-                raise ClusterLost("lost the Ray cluster", unfinished) from exc
-            result = exc
-        except Exception as exc:  # noqa: BLE001 - reported per item, the job goes on
-            result = exc
-        yield item, result
-
-
-# --------------------------------------------------------------------------------------------
-# Progress and manifests
 
 
 class Progress:
@@ -584,8 +351,13 @@ class RunManifest:
     started: float = field(default_factory=time.time)
 
     @classmethod
-    def create(cls, out_dir: Path, job: str, cfg: Any, **extra: Any) -> RunManifest:
+    def create(cls, out_dir: Path, job: str, cfg: Any, config_yaml: bool = True, **extra: Any) -> RunManifest:
+        """Start ``<out_dir>/run.json`` and write the resolved ``<out_dir>/config.yaml`` (unless
+        ``config_yaml`` is False: a job whose output folder holds another config.yaml)."""
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if config_yaml:
+            write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
         m = cls(path=out_dir / "run.json", job=job, config=to_dict(cfg), extra=dict(extra))
         m.write()
         return m

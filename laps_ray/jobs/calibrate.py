@@ -47,7 +47,6 @@ Report format and the ``--report-key`` strings: ``laps_ray.io.reports`` — keys
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
@@ -75,6 +74,7 @@ from laps_ray.io.energy_store import (
 )
 from laps_ray.io.reports import CRITERIA, REPORT_FORMAT, report_key, threshold_keys, write_report
 from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.calibrate")
 
@@ -383,32 +383,17 @@ def summary_text(r: CalibrateResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--energy", "energy", "segment_folder output folder (*/energy.jsonl)"),
+    Flag("--gt", "gt", "ground-truth folder (LAPS JSON or MS-TCN label files); else pseudo-labels"),
+    Flag("--fps", "fps", "frame rate of MS-TCN label files", type=float),
+    Flag("--output", "output", "report JSON to write"),
+    Flag("--strict", "strict", "exit 1 when an energy does not separate the labels", switch=True),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--energy", help="segment_folder output folder (*/energy.jsonl)")
-    parser.add_argument(
-        "--gt", help="ground-truth folder (LAPS JSON or MS-TCN label files); else pseudo-labels"
-    )
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of MS-TCN label files")
-    parser.add_argument("--output", help="report JSON to write")
-    parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when an energy does not separate the labels"
-    )
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "energy": args.energy,
-        "gt": args.gt,
-        "fps": args.fps,
-        "output": args.output,
-        "strict": args.strict or None,
-    }
-
-    def body() -> CalibrateResult:
-        cfg = rt.parse_job_config(CalibrateJobConfig, args, flags)
-        return run(cfg)  # no Ray needed
-
-    rt.job_main(body, summary_text)
+    run_job("calibrate", __doc__, FLAGS, CalibrateJobConfig, run, summary_text, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ A re-run reuses every step whose outputs exist.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ from typing import Any
 from laps_ray.config import check, load_config
 from laps_ray.io.atomic import write_json_atomic, write_text_atomic
 from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.demo")
 
@@ -258,20 +258,15 @@ def summary(r: DemoResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--output", "output", "output folder (default demo_out)"),
+    Flag("--videos", "videos", "number of sample videos", type=int),
+    Flag("--train", "train", "train a tokenizer instead of the shipped one", switch=True),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", help="output folder (default demo_out)")
-    parser.add_argument("--videos", type=int, default=None, help="number of sample videos")
-    parser.add_argument("--train", action="store_true", help="train a tokenizer instead of the shipped one")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {"output": args.output, "videos": args.videos, "train": args.train or None}
-
-    def body() -> DemoResult:
-        cfg = rt.parse_job_config(DemoJobConfig, args, flags)
-        return run(cfg)
-
-    rt.job_main(body, summary)
+    run_job("demo", __doc__, FLAGS, DemoJobConfig, run, summary, argv)
 
 
 if __name__ == "__main__":

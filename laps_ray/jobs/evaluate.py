@@ -52,7 +52,6 @@ as an *empty* prediction (no segment; every frame uncovered), logged as a warnin
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -83,7 +82,7 @@ from laps_ray.io.labels import (
     read_laps_segments,
     segments_to_frames,
 )
-from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.evaluate")
 
@@ -570,28 +569,17 @@ def summary_text(r: EvaluateResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--pred", "pred", "predictions folder (segment_folder output or label files)"),
+    Flag("--gt", "gt", "ground-truth folder (LAPS JSON or MS-TCN label files)"),
+    Flag("--output", "output", "output folder for metrics.json / metrics.md"),
+    Flag("--fps", "fps", "frame rate of per-frame label files", type=float),
+    Flag("--strict", "strict", "exit 1 if a prediction is missing", switch=True),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pred", help="predictions folder (segment_folder output or label files)")
-    parser.add_argument("--gt", help="ground-truth folder (LAPS JSON or MS-TCN label files)")
-    parser.add_argument("--output", help="output folder for metrics.json / metrics.md")
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of per-frame label files")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a prediction is missing")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "pred": args.pred,
-        "gt": args.gt,
-        "output": args.output,
-        "fps": args.fps,
-        "strict": args.strict or None,
-    }
-
-    def body() -> EvaluateResult:
-        cfg = rt.parse_job_config(EvaluateJobConfig, args, flags)
-        return run(cfg)  # no Ray: plain Python, also under `ray job submit`
-
-    rt.job_main(body, summary_text)
+    run_job("evaluate", __doc__, FLAGS, EvaluateJobConfig, run, summary_text, argv)
 
 
 if __name__ == "__main__":

@@ -17,37 +17,41 @@ complete outputs and redoes partial ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laps_ray.config import ResourcesConfig, check, to_yaml
-from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
-from laps_ray.io.atomic import write_text_atomic
-from laps_ray.io.decode import DecodeConfig
+from laps_ray.actors.pool import (
+    ActorPool,
+    ActorStartError,
+    ClusterLost,
+    Task,
+    TaskFailed,
+    actor_options,
+    pool_size,
+)
+from laps_ray.actors.preprocess_actor import PreprocessWorker
+from laps_ray.config import ResourcesConfig, check
 from laps_ray.io.track_store import SUFFIX, TrackStoreError, is_complete, read_meta
 from laps_ray.jobs import _runtime as rt
-from laps_ray.tracking.base import TrackerConfig
+from laps_ray.jobs._cli import Flag, run_job
+from laps_ray.pipeline.config import WindowingConfig, section
 
 log = logging.getLogger("laps_ray.preprocess")
 
 
 @dataclass
-class PreprocessJobConfig:
-    """Settings of the preprocess job (``configs/preprocess.yaml``)."""
+class PreprocessJobConfig(WindowingConfig):
+    """Settings of the preprocess job (``configs/preprocess.yaml``): the pipeline's windowing
+    sections (``laps_ray.pipeline.config``) plus what this job adds."""
 
     input: str = ""
     output: str = ""
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    T: int = DEFAULT_T
-    stride: int = DEFAULT_STRIDE
     view: str = "default"
-    batch_windows: int = 8
     split_seconds: float = 0.0
     check_only: bool = False
     strict: bool = False
@@ -55,9 +59,7 @@ class PreprocessJobConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     def __post_init__(self) -> None:
-        check(self.T >= 2, "T", f"must be >= 2, got {self.T}")
-        check(self.stride >= 1, "stride", f"must be >= 1, got {self.stride}")
-        check(self.batch_windows >= 1, "batch_windows", f"must be >= 1, got {self.batch_windows}")
+        super().__post_init__()
         check(self.split_seconds >= 0, "split_seconds", f"must be >= 0, got {self.split_seconds}")
 
 
@@ -90,39 +92,53 @@ def run(cfg: PreprocessJobConfig) -> PreprocessResult:
     out_dir = rt.prepare_output_dir(cfg.output)
     rt.init_ray()
     _remove_stale_temporaries(out_dir)
-    write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(out_dir, "preprocess", cfg, input=str(root))
     rt.record_unreadable(manifest, listing, root)
 
-    from laps_ray.actors.preprocess_actor import remote_worker
-
     res = cfg.resources
-    n_actors = rt.default_num_actors(res.num_actors, res.cpus_per_actor, res.gpus_per_actor, len(videos))
-    opts = rt.actor_options(res.cpus_per_actor, res.gpus_per_actor, res.max_retries)
-    actors = [remote_worker(opts).remote(cfg) for _ in range(n_actors)]
-    log.info(
-        "%d videos, %d actors (%s)", len(videos), n_actors, {k: v for k, v in opts.items() if "num_" in k}
-    )
+    size = pool_size(res.num_actors, res.cpus_per_actor, res.gpus_per_actor, len(videos))
+    opts = actor_options(res.cpus_per_actor, res.gpus_per_actor, res.max_retries)
+    args = (section(cfg, WindowingConfig), cfg.view, cfg.check_only)
+    pool = ActorPool(PreprocessWorker, args, opts, size, "preprocess")
+    log.info("%d videos, %d actors (%s)", len(videos), size, {k: v for k, v in opts.items() if "num_" in k})
     try:
-        rt.wait_ready(actors, "preprocess")
+        pool.start()
         if cfg.check_only:
-            return _check(cfg, videos, root, actors, manifest, t0)
+            return _check(cfg, videos, root, pool, manifest, t0)
         if cfg.split_seconds > 0:
-            videos, root = _split(cfg, videos, root, out_dir, actors, manifest)
-        return _track(cfg, videos, root, out_dir, actors, manifest, t0)
-    except rt.ClusterLost as lost:
-        keys = [_key(Path(_source_of(item)), root) for item in lost.unfinished]
-        raise rt.ClusterLost.for_items(manifest, keys) from None
+            videos, root = _split(cfg, videos, root, out_dir, pool, manifest)
+        return _track(cfg, videos, root, out_dir, pool, manifest, t0)
+    except ActorStartError as exc:
+        raise rt.JobError(str(exc)) from None
+    except ClusterLost as lost:
+        keys = sorted({_key(Path(t.tag), root) for t in lost.unfinished})
+        raise rt.record_lost(manifest, keys, lost.address) from None
     finally:
-        rt.kill_actors(actors)
+        pool.close()
 
 
-def _source_of(item: Any) -> str:
-    """The video path of a work item (a path, or a tuple whose first element is the path)."""
-    return item[0] if isinstance(item, tuple) else item
+def _map(
+    pool: ActorPool,
+    method: str,
+    items: Sequence[tuple],
+    desc: str,
+    on_each: Callable[[str, Any], str],
+) -> None:
+    """``actor.<method>(*item)`` for every item on the pool; ``on_each(source, result)`` records a
+    result (a :class:`TaskFailed` when Ray could not run it) and returns its status for the bar."""
+    bar = rt.Progress(len(items), desc)
+
+    def done(task: Task, result: Any) -> None:
+        status = on_each(task.tag, result)
+        bar.update(f"{Path(task.tag).name}: {status}")
+
+    try:
+        pool.run([Task(method, item, tag=item[0]) for item in items], done)
+    finally:
+        bar.close()
 
 
-def _track(cfg, videos, root, out_dir, actors, manifest, t0) -> PreprocessResult:
+def _track(cfg, videos, root, out_dir, pool, manifest, t0) -> PreprocessResult:
     todo, skipped = [], 0
     previous = _previous_items(out_dir)
     for v in videos:
@@ -136,13 +152,14 @@ def _track(cfg, videos, root, out_dir, actors, manifest, t0) -> PreprocessResult
         else:
             todo.append((str(v), str(out)))
     manifest.write()
-    bar = rt.Progress(len(todo), "preprocess")
-    for (source, _), rec in rt.map_unordered(actors, "process", todo):
-        if isinstance(rec, Exception):  # the actor itself died beyond its retries
-            rec = {"status": "failed", "reason": f"worker error: {type(rec).__name__}: {rec}"}
+
+    def record(source: str, rec: Any) -> str:
+        if isinstance(rec, TaskFailed):  # the actor itself died beyond its retries
+            rec = {"status": "failed", "reason": rec.reason}
         manifest.record(_key(Path(source), root), rec)
-        bar.update(f"{Path(source).name}: {rec['status']}")
-    bar.close()
+        return rec["status"]
+
+    _map(pool, "process", todo, "preprocess", record)
     manifest.write(finished=True)
     failed = {k: e.get("reason", "") for k, e in manifest.items.items() if e.get("status") != "done"}
     done = len(manifest.items) - len(failed)
@@ -150,14 +167,14 @@ def _track(cfg, videos, root, out_dir, actors, manifest, t0) -> PreprocessResult
     return PreprocessResult(out_dir, done, skipped, failed, time.time() - t0, code, manifest.items)
 
 
-def _check(cfg, videos, root, actors, manifest, t0) -> PreprocessResult:
-    bar = rt.Progress(len(videos), "check")
-    for source, rec in rt.map_unordered(actors, "check", [str(v) for v in videos]):
-        if isinstance(rec, Exception):
-            rec = {"status": "broken", "reason": f"worker error: {rec}"}
+def _check(cfg, videos, root, pool, manifest, t0) -> PreprocessResult:
+    def record(source: str, rec: Any) -> str:
+        if isinstance(rec, TaskFailed):
+            rec = {"status": "broken", "reason": rec.reason}
         manifest.record(_key(Path(source), root), rec)
-        bar.update()
-    bar.close()
+        return rec["status"]
+
+    _map(pool, "check", [(str(v),) for v in videos], "check", record)
     manifest.write(finished=True)
     broken = {k: e.get("reason", "") for k, e in manifest.items.items() if e["status"] != "ok"}
     ok = len(manifest.items) - len(broken)
@@ -165,22 +182,23 @@ def _check(cfg, videos, root, actors, manifest, t0) -> PreprocessResult:
     return PreprocessResult(Path(cfg.output), ok, 0, broken, time.time() - t0, code, manifest.items, True)
 
 
-def _split(cfg, videos, root, out_dir, actors, manifest) -> tuple[list[Path], Path]:
+def _split(cfg, videos, root, out_dir, pool, manifest) -> tuple[list[Path], Path]:
     chunk_root = out_dir / "chunks"
     items = []
     for v in videos:
         rel = v.relative_to(root) if root.is_dir() else Path(v.name)
         items.append((str(v), str(chunk_root / rel.parent), float(cfg.split_seconds)))
     chunks: list[Path] = []
-    bar = rt.Progress(len(items), "split")
-    for (source, _, _), rec in rt.map_unordered(actors, "split", items):
-        if isinstance(rec, Exception) or rec["status"] != "done":
-            reason = str(rec) if isinstance(rec, Exception) else rec["reason"]
+
+    def record(source: str, rec: Any) -> str:
+        if isinstance(rec, TaskFailed) or rec["status"] != "done":
+            reason = rec.reason if isinstance(rec, TaskFailed) else rec["reason"]
             manifest.record(_key(Path(source), root), {"status": "failed", "reason": f"split: {reason}"})
-        else:
-            chunks.extend(Path(c) for c in rec["chunks"])
-        bar.update()
-    bar.close()
+            return "failed"
+        chunks.extend(Path(c) for c in rec["chunks"])
+        return "done"
+
+    _map(pool, "split", items, "split", record)
     return sorted(chunks), chunk_root
 
 
@@ -234,30 +252,18 @@ def summary(r: PreprocessResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--input", "input", "video file or folder"),
+    Flag("--output", "output", "output folder for .h5 track files"),
+    Flag("--split-seconds", "split_seconds", "cut videos into chunks first", type=float),
+    Flag("--check", "check_only", "only validate videos, list broken ones", switch=True),
+    Flag("--strict", "strict", "exit non-zero if any video failed", switch=True),
+    Flag("--num-actors", "resources.num_actors", "actors (default: fill the cluster)", type=int),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps preprocess", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", help="video file or folder")
-    parser.add_argument("--output", help="output folder for .h5 track files")
-    parser.add_argument("--split-seconds", type=float, default=None, help="cut videos into chunks first")
-    parser.add_argument("--check", action="store_true", help="only validate videos, list broken ones")
-    parser.add_argument("--strict", action="store_true", help="exit non-zero if any video failed")
-    parser.add_argument("--num-actors", type=int, default=None, help="actors (default: fill the cluster)")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "input": args.input,
-        "output": args.output,
-        "split_seconds": args.split_seconds,
-        "check_only": args.check or None,
-        "strict": args.strict or None,
-        "resources.num_actors": args.num_actors,
-    }
-
-    def body() -> PreprocessResult:
-        cfg = rt.parse_job_config(PreprocessJobConfig, args, flags)
-        return run(cfg)  # validates the input and output before it starts Ray
-
-    rt.job_main(body, summary)
+    run_job("preprocess", __doc__, FLAGS, PreprocessJobConfig, run, summary, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ attempts (outputs up to that point are complete). Exit 2: a configuration error.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import signal
@@ -44,51 +43,34 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from laps_ray.config import check, to_yaml
-from laps_ray.core.energy import EnergyConfig
-from laps_ray.core.gates import GateConfig
-from laps_ray.core.segmentation import SegmentationConfig
-from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
+from laps_ray.config import check
 from laps_ray.io import exports as ex
-from laps_ray.io.atomic import write_text_atomic
-from laps_ray.io.decode import DecodeConfig
 from laps_ray.io.video import VideoError
 from laps_ray.jobs import _runtime as rt
-from laps_ray.jobs import segment_folder as sf
+from laps_ray.jobs._cli import Flag, run_job
+from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.pipeline.live import LiveConfig, LiveSummary, is_live_source, redact, source_name
-from laps_ray.tracking.base import TrackerConfig
+from laps_ray.pipeline.resolve import resolve_run, video_context
 
 log = logging.getLogger("laps_ray.stream")
 
 
 @dataclass
-class StreamJobConfig:
-    """Settings of the stream job (``configs/stream.yaml``).
-
-    Every section except ``stream`` has the meaning (and the defaults) of ``segment_folder``'s, so the
-    same settings give the same windows, energies and segments.
-    """
+class StreamJobConfig(PipelineConfig):
+    """Settings of the stream job (``configs/stream.yaml``): the pipeline's sections (the meaning and
+    defaults of ``segment_folder``'s, so the same settings give the same windows, energies and
+    segments) plus ``stream`` and the job's own keys."""
 
     source: str = ""
     output: str = ""
     name: str = ""
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    gates: GateConfig = field(default_factory=GateConfig)
-    energy: EnergyConfig = field(default_factory=EnergyConfig)
-    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
-    export: ex.ExportConfig = field(default_factory=ex.ExportConfig)
-    tokenizer: sf.TokenizerRunConfig = field(default_factory=sf.TokenizerRunConfig)
-    T: int = DEFAULT_T
-    stride: int = DEFAULT_STRIDE
     report: str = ""
     report_key: str = ""
     overwrite: bool = False
     stream: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
-        check(self.T >= 2, "T", f"must be >= 2, got {self.T}")
-        check(self.stride >= 1, "stride", f"must be >= 1, got {self.stride}")
+        super().__post_init__()
         check("/" not in self.name and self.name not in (".", ".."), "name", f"bad folder name {self.name!r}")
 
 
@@ -117,44 +99,35 @@ def run(
     """
     check(bool(cfg.source), "source", "is required (--source URL|/dev/videoN|FILE)")
     check(bool(cfg.output), "output", "is required (--output DIR)")
-    threshold, thr_source = sf.resolve_threshold(cfg)
-    checkpoint = sf.resolve_checkpoint(cfg)
-    seg = replace(cfg.segmentation, threshold=threshold)
-    cfg = replace(cfg, segmentation=seg)
+    resolved = resolve_run(cfg, cfg.report, cfg.report_key, load=False)  # the processor loads it below
+    cfg = replace(cfg, segmentation=resolved.segmentation)
 
-    out_dir = Path(cfg.output)
+    from laps_ray.pipeline.live import run_live
+    from laps_ray.pipeline.window_processor import WindowProcessor
+
+    # Built before anything is deleted: a checkpoint that cannot load leaves earlier outputs alone.
+    processor = WindowProcessor.from_config(
+        resolved.pipeline, resolved.checkpoint, num_threads=cfg.stream.torch_threads
+    )
+    out_dir = rt.prepare_output_dir(cfg.output)
     name = cfg.name or source_name(cfg.source)
     vdir = out_dir / name
     if (vdir / ex.SEGMENTS_FILE).exists() and not cfg.overwrite:
         raise rt.JobError(f"{vdir} already holds outputs of a stream; use --overwrite, --output or --name")
     if vdir.exists():
         shutil.rmtree(vdir)  # partial outputs of a killed run, or --overwrite
-
-    from laps_ray.io.checkpoints import checkpoint_sha256
-    from laps_ray.pipeline.live import run_live
-    from laps_ray.pipeline.window_processor import WindowProcessor
-
-    try:
-        processor = WindowProcessor.from_job_config(cfg, checkpoint, num_threads=cfg.stream.torch_threads)
-    except ValueError as exc:  # tokenizer and T/grid do not fit: names the keys
-        raise rt.JobError(str(exc)) from exc
-    params = sf.segments_params(cfg, seg, thr_source, processor.tokenizer_config)
-    ckpt_sha = checkpoint_sha256(checkpoint)
-    cfg_sha = sf.output_digest(cfg, params)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(
         out_dir,
         "stream",
         cfg,
         source=redact(cfg.source),
-        checkpoint=str(checkpoint),
-        checkpoint_sha256=ckpt_sha,
-        config_sha256=cfg_sha,
-        threshold={"value": threshold, **thr_source},
+        checkpoint=str(resolved.checkpoint),
+        checkpoint_sha256=resolved.checkpoint_sha256,
+        config_sha256=resolved.config_sha256,
+        threshold={"value": resolved.segmentation.threshold, **resolved.threshold_source},
     )
     live = is_live_source(cfg.source)
-    ctx = sf.video_context(cfg, seg, name, cfg.source, vdir, params, ckpt_sha, cfg_sha)
+    ctx = video_context(resolved, name, cfg.source, vdir)
     video_name = name if live else Path(cfg.source).name
     try:
         summary = run_live(processor, ctx, cfg.decode, cfg.stream, video_name, stop, on_progress)
@@ -212,41 +185,31 @@ class _Stopper:
             signal.signal(sig, handler)
 
 
+def run_until_signalled(cfg: StreamJobConfig) -> StreamResult:
+    """:func:`run` with SIGINT/SIGTERM turned into a graceful stop (exit 130 after SIGINT)."""
+    with _Stopper() as stopper:
+        result = run(cfg, stopper.event)
+    result.signal = stopper.signal
+    if stopper.signal == "SIGINT" and result.exit_code == 0:
+        result.exit_code = 130
+    return result
+
+
+FLAGS = (
+    Flag("--source", "source", "rtsp://... | http://... | /dev/videoN | video file"),
+    Flag("--output", "output", "output folder"),
+    Flag("--name", "name", "output sub-folder name (default: from the source)"),
+    Flag("--checkpoint", "tokenizer.checkpoint", "tokenizer checkpoint dir (default: the shipped one)"),
+    Flag("--report", "report", "calibration report (JSON) to read the threshold from"),
+    Flag("--report-key", "report_key", "dotted key of the threshold in the report"),
+    Flag("--realtime", "stream.realtime", "pace a file like a camera (drops allowed)", switch=True),
+    Flag("--max-seconds", "stream.max_seconds", "stop after S seconds of video", type=float),
+    Flag("--overwrite", "overwrite", "replace existing outputs of this name", switch=True),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps stream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", help="rtsp://... | http://... | /dev/videoN | video file")
-    parser.add_argument("--output", help="output folder")
-    parser.add_argument("--name", help="output sub-folder name (default: from the source)")
-    parser.add_argument("--checkpoint", help="tokenizer checkpoint dir (default: the shipped one)")
-    parser.add_argument("--report", help="calibration report (JSON) to read the threshold from")
-    parser.add_argument("--report-key", help="dotted key of the threshold in the report")
-    parser.add_argument("--realtime", action="store_true", help="pace a file like a camera (drops allowed)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds of video")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs of this name")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "source": args.source,
-        "output": args.output,
-        "name": args.name,
-        "tokenizer.checkpoint": args.checkpoint,
-        "report": args.report,
-        "report_key": args.report_key,
-        "stream.realtime": args.realtime or None,
-        "stream.max_seconds": args.max_seconds,
-        "overwrite": args.overwrite or None,
-    }
-
-    def body() -> StreamResult:
-        cfg = rt.parse_job_config(StreamJobConfig, args, flags)
-        with _Stopper() as stopper:
-            result = run(cfg, stopper.event)
-        result.signal = stopper.signal
-        if stopper.signal == "SIGINT" and result.exit_code == 0:
-            result.exit_code = 130
-        return result
-
-    rt.job_main(body, summary)
+    run_job("stream", __doc__, FLAGS, StreamJobConfig, run_until_signalled, summary, argv)
 
 
 if __name__ == "__main__":

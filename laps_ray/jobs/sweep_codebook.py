@@ -32,7 +32,6 @@ it is named in the last line printed and in ``sweep.json``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -45,9 +44,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from laps_ray.config import check, load_config, to_yaml
+from laps_ray.config import check, load_config
 from laps_ray.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.jobs.train_tokenizer import (
     TrainTokenizerConfig,
     model_for_name,
@@ -170,7 +170,6 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
         raise rt.JobError(f"{out} already holds a sweep (trials/); choose a new --output")
     rt.prepare_output_dir(out)
     rt.init_ray()  # after every input was checked
-    write_text_atomic(out / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(out, "sweep_codebook", cfg, command=command)
     base = dataclasses.replace(cfg.train, tracks=str(tracks), log_every_steps=0, backend="ray")
     lrs = list(cfg.lrs) or [base.optim.lr]
@@ -398,20 +397,25 @@ def summary(r: SweepResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--tracks", "tracks", "folder of .h5 track files (from the preprocess job)"),
+    Flag("--output", "output", "output folder"),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="laps sweep_codebook", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracks", help="folder of .h5 track files (from the preprocess job)")
-    parser.add_argument("--output", help="output folder")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
     command = shlex.join(["python", "-m", "laps_ray.jobs.sweep_codebook", *argv])
-
-    def body() -> SweepResult:
-        cfg = load_sweep_config(args.config, args.overrides, {"tracks": args.tracks, "output": args.output})
-        return run(cfg, command=command)  # starts Ray once the inputs are checked
-
-    rt.job_main(body, summary)
+    run_job(
+        "sweep_codebook",
+        __doc__,
+        FLAGS,
+        SweepCodebookConfig,
+        lambda cfg: run(cfg, command=command),
+        summary,
+        argv,
+        load=lambda path, overrides: load_sweep_config(path, overrides),
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ driver and are complete either way).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
@@ -84,6 +83,7 @@ from laps_ray.io.energy_store import (
     read_run_meta,
 )
 from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.sweep_thresholds")
 
@@ -705,30 +705,17 @@ def summary_text(r: SweepResult) -> str:
 _PARAM_NAMES = {f.name for f in SweepSpaceConfig.__dataclass_fields__.values()} | {"threshold_quantile"}
 
 
+FLAGS = (
+    Flag("--energy", "input", "segment_folder output folder (*/energy.jsonl, */segments.json)"),
+    Flag("--gt", "gt", "ground-truth folder (LAPS JSON or MS-TCN label files); else pseudo-labels"),
+    Flag("--fps", "fps", "frame rate of MS-TCN label files", type=float),
+    Flag("--output", "output", "output folder"),
+    Flag("--num-samples", "num_samples", "random search: trials", type=int),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="laps sweep_thresholds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--energy", help="segment_folder output folder (*/energy.jsonl, */segments.json)")
-    parser.add_argument(
-        "--gt", help="ground-truth folder (LAPS JSON or MS-TCN label files); else pseudo-labels"
-    )
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of MS-TCN label files")
-    parser.add_argument("--output", help="output folder")
-    parser.add_argument("--num-samples", type=int, default=None, help="random search: trials")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "input": args.energy,
-        "gt": args.gt,
-        "fps": args.fps,
-        "output": args.output,
-        "num_samples": args.num_samples,
-    }
-
-    def body() -> SweepResult:
-        cfg = rt.parse_job_config(SweepJobConfig, args, flags)
-        return run(cfg)  # starts Ray once the energies are loaded
-
-    rt.job_main(body, summary_text)
+    run_job("sweep_thresholds", __doc__, FLAGS, SweepJobConfig, run, summary_text, argv)
 
 
 if __name__ == "__main__":

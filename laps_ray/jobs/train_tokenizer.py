@@ -47,7 +47,6 @@ a WARNING and written to the metrics, the summary and the last line printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import shlex
@@ -59,9 +58,10 @@ from typing import Any
 
 import yaml
 
-from laps_ray.config import ConfigError, check, check_choice, load_config, to_yaml
-from laps_ray.io.atomic import write_text_atomic
+from laps_ray.actors.pool import cluster_gpus
+from laps_ray.config import ConfigError, check, check_choice, load_config
 from laps_ray.jobs import _runtime as rt
+from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.models.tokenizer_config import TokenizerConfig, named_config, named_config_names
 from laps_ray.training.loops import TrainSettings, WorkerSpec
 from laps_ray.training.report import (
@@ -245,7 +245,6 @@ def run(
         )
     rt.prepare_output_dir(output)
     resume_from, resume_step = _prepare_output(output, cfg)
-    write_text_atomic(output / "config.yaml", to_yaml(cfg))
     manifest = rt.RunManifest.create(
         output,
         "train_tokenizer",
@@ -356,7 +355,7 @@ def _use_gpu(cfg: TrainTokenizerConfig) -> bool:
 
         have = torch.cuda.is_available()
     else:
-        have = rt.cluster_gpus() > 0
+        have = cluster_gpus() > 0
     if cfg.use_gpu == "true" and not have:
         raise rt.JobError("use_gpu=true but no GPU is available (use_gpu=auto trains on CPU then)")
     return have
@@ -458,32 +457,29 @@ def summary_line(r: TrainResult) -> str:
     return "\n".join(lines)
 
 
+FLAGS = (
+    Flag("--tracks", "tracks", "folder of .h5 track files (from the preprocess job)"),
+    Flag("--output", "output", "output folder (checkpoints, metrics, summary)"),
+    Flag("--resume", "resume", "continue from <output>/latest", switch=True),
+    Flag("--local", "backend", "train in this process without Ray", switch=True, const="local"),
+    Flag("--num-workers", "num_workers", "Ray Train workers (default 2)", type=int),
+    Flag("--epochs", "epochs", "epochs (default from the config)", type=int),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="laps train_tokenizer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracks", help="folder of .h5 track files (from the preprocess job)")
-    parser.add_argument("--output", help="output folder (checkpoints, metrics, summary)")
-    parser.add_argument("--resume", action="store_true", help="continue from <output>/latest")
-    parser.add_argument("--local", action="store_true", help="train in this process without Ray")
-    parser.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (default 2)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default from the config)")
-    rt.add_config_args(parser)
-    args = rt.parse_cli(parser, argv)
-    flags = {
-        "tracks": args.tracks,
-        "output": args.output,
-        "resume": args.resume or None,
-        "backend": "local" if args.local else None,
-        "num_workers": args.num_workers,
-        "epochs": args.epochs,
-    }
     command = shlex.join(["python", "-m", "laps_ray.jobs.train_tokenizer", *argv])
-
-    def body() -> TrainResult:
-        cfg = load_job_config(args.config, args.overrides, flags)
-        return run(cfg, command=command)  # starts Ray (backend=ray) once the inputs are checked
-
-    rt.job_main(body, summary_line)
+    run_job(
+        "train_tokenizer",
+        __doc__,
+        FLAGS,
+        TrainTokenizerConfig,
+        lambda cfg: run(cfg, command=command),
+        summary_line,
+        argv,
+        load=lambda path, overrides: load_job_config(path, overrides),
+    )
 
 
 if __name__ == "__main__":

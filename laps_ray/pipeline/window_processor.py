@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig, apply_gates, window_energy
-from laps_ray.core.gates import GateConfig, gray_small, motion_gate_batch, pre_gate_batch
+from laps_ray.core.gates import GateConfig, motion_gate_batch, pre_gate_batch
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, normalized_velocities
+from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.tracking import make_tracker
 from laps_ray.tracking.base import TrackerConfig
 from laps_ray.tracking.windowed import Timeline, Window, batched, iter_windows
@@ -41,6 +43,31 @@ log = logging.getLogger(__name__)
 
 GATE_PRE = "pre"
 GATE_MOTION = "motion"
+
+
+def gray_small(frame_rgb: np.ndarray, resize_shorter: int) -> np.ndarray:
+    """Grayscale copy of a frame with its shorter side resized to ``resize_shorter``.
+
+    Computed once per processed frame by the caller and reused by every window holding it.
+
+    Args:
+        frame_rgb: (H, W, 3) uint8 RGB frame, or (H, W) uint8 gray.
+        resize_shorter: target shorter side in pixels.
+
+    Returns:
+        (h, w) uint8 with ``min(h, w) == resize_shorter``.
+    """
+    frame = np.asarray(frame_rgb)
+    if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
+        raise ValueError(f"expected an (H, W, 3) or (H, W) uint8 frame, got {frame.dtype} {frame.shape}")
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    h, w = gray.shape
+    scale = resize_shorter / min(h, w)
+    size = (
+        (resize_shorter, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), resize_shorter)
+    )
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(gray, size, interpolation=interp)
 
 
 @dataclass(eq=False)
@@ -158,26 +185,28 @@ class WindowProcessor:
         self.tracker = make_tracker(tracker)
 
     @classmethod
-    def from_job_config(cls, cfg: Any, checkpoint: str | Path, num_threads: int = 0) -> WindowProcessor:
-        """The processor a ``segment_folder`` or ``stream`` job config describes, so both jobs compute
-        the same windows from the same settings.
+    def from_config(
+        cls, pipe: PipelineConfig, checkpoint: str | Path, num_threads: int = 0
+    ) -> WindowProcessor:
+        """The processor of a pipeline config, so ``segment_folder`` and ``stream`` compute the same
+        windows from the same settings.
 
         Args:
-            cfg: a job config with ``tracker``, ``gates``, ``energy``, ``T``, ``stride`` and ``tokenizer``
-                (``batch_size``, ``device``, ``amp``) sections.
+            pipe: the pipeline settings (``tracker``, ``gates``, ``energy``, ``T``, ``stride``,
+                ``tokenizer``).
             checkpoint: tokenizer checkpoint directory.
             num_threads: torch CPU threads (0 = leave torch's default).
         """
         return cls(
-            cfg.tracker,
-            cfg.gates,
-            cfg.energy,
+            pipe.tracker,
+            pipe.gates,
+            pipe.energy,
             checkpoint,
-            T=cfg.T,
-            stride=cfg.stride,
-            tokenizer_batch=cfg.tokenizer.batch_size,
-            device=cfg.tokenizer.device,
-            amp=cfg.tokenizer.amp,
+            T=pipe.T,
+            stride=pipe.stride,
+            tokenizer_batch=pipe.tokenizer.batch_size,
+            device=pipe.tokenizer.device,
+            amp=pipe.tokenizer.amp,
             num_threads=num_threads,
         )
 
