@@ -2,6 +2,7 @@
 
 import socket
 
+from laps_ray.io.run_manifest import versions
 from laps_ray.jobs import _runtime as rt
 
 
@@ -46,6 +47,6 @@ def test_no_pointer_means_a_private_local_ray(tmp_path, monkeypatch):
 
 
 def test_versions_name_every_result_changing_package():
-    v = rt.versions()
+    v = versions()
     assert set(v) >= {"ray", "torch", "numpy", "av", "cv2", "h5py", "vector_quantize_pytorch"}
     assert "unknown" not in v.values() and "not installed" not in v.values()

@@ -379,3 +379,26 @@ def test_energy_plot_of_a_one_window_video_is_quiet(tmp_path):
             np.array([False]),
         )
     assert (tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_timeline_file_reproduces_every_segment_boundary(data, tmp_path):
+    """segment_folder writes the video's timeline; THE frames→seconds rule applied to it gives back
+    exactly the frames and seconds of every segment in segments.json (what sweeps rely on)."""
+    from laps_ray.io.exports import read_timeline
+
+    energy = EnergyConfig(source="velocity")
+    seg = SegmentationConfig(threshold=0.0, max_duration_sec=1.3)  # several segments, odd frame ends
+    wp = _processor(data["tok16"], energy=energy)
+    out = tmp_path / "o"
+    assert (
+        vs.process_video_local(wp, _ctx(data["v30"], out, energy, seg), resize_shorter=120)["status"]
+        == "done"
+    )
+    timeline = read_timeline(out / "timeline.npz")
+    doc = json.loads((out / "segments.json").read_text())
+    assert timeline.num_frames == doc["params"]["num_frames"] and len(doc["segments"]) >= 4
+    for s in doc["segments"]:
+        a, b = s["processed_frames"]
+        assert timeline.to_source(a, b) == (s["start_frame"], s["end_frame"], s["start_sec"], s["end_sec"])
+    assert timeline.end_sec() == pytest.approx(doc["video_duration_sec"])
+    assert read_timeline(tmp_path / "missing.npz") is None

@@ -61,7 +61,7 @@ import numpy as np
 
 from laps_ray.config import check, check_choice
 from laps_ray.core.changepoint import ChangePointConfig
-from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
+from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, DEFAULT_TARGET_FPS
 
 ALIGNS = ("start", "center", "end")
 END_REASONS = ("low_energy", "max_duration", "change", "end_of_stream")
@@ -136,7 +136,7 @@ class WindowGeometry:
 
     T: int = DEFAULT_T
     stride: int = DEFAULT_STRIDE
-    target_fps: float = 20.0
+    target_fps: float = DEFAULT_TARGET_FPS
     num_frames: int | None = None
 
     def __post_init__(self) -> None:

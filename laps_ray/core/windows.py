@@ -20,6 +20,7 @@ import numpy as np
 DEFAULT_T = 16
 DEFAULT_STRIDE = 4
 DEFAULT_GRID = 20
+DEFAULT_TARGET_FPS = 20.0  # processed frame rate: the tokenizer's time base
 
 
 def window_starts(num_frames: int, T: int = DEFAULT_T, stride: int = DEFAULT_STRIDE) -> np.ndarray:

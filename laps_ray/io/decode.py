@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from laps_ray.config import check
+from laps_ray.core.windows import DEFAULT_TARGET_FPS
 
-VIDEO_EXTS = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"]
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")  # what a folder listing picks up
 
 
 @dataclass
@@ -21,7 +22,7 @@ class DecodeConfig:
         recursive: descend into sub-folders.
     """
 
-    target_fps: float = 20.0
+    target_fps: float = DEFAULT_TARGET_FPS
     resize_shorter: int = 240
     exts: list[str] = field(default_factory=lambda: list(VIDEO_EXTS))
     recursive: bool = True

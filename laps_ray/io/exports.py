@@ -5,6 +5,7 @@ Layout (``<out>/<name>/``, DESIGN "segment_folder output")::
     segments.json              written LAST: its presence (with matching digests) marks the video complete
     energy.jsonl               one line per window, window order, every window present
     energy.png                 energy curve, smoothed curve, thresholds, segments shaded, gated windows
+    timeline.npz               processed frame -> source index and time (laps_ray.core.timeline)
     clips/segment_0000.mp4     SOURCE frames start_frame..end_frame at the source frame rate
     codes/segment_0000.json    code ids per selected window, window ids, frame range, geometry, digest
     codes/segment_0000.npy     quantized vectors (W_seg, L, D) float32 of the same windows, same order
@@ -35,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import check
+from laps_ray.core.timeline import SourceTimeline
 from laps_ray.io.atomic import atomic_path, write_json_atomic
 
 ENERGY_FILE = "energy.jsonl"
+TIMELINE_FILE = "timeline.npz"
 SEGMENTS_FILE = "segments.json"
 PLOT_FILE = "energy.png"
 CLIPS_DIR = "clips"
@@ -192,6 +195,40 @@ def write_codes_sidecar(
     }
     write_json_atomic(js, body, indent=None)  # compact: indented code lists run to thousands of lines
     return js, npy
+
+
+def write_timeline(path: str | Path, timeline: SourceTimeline) -> None:
+    """``timeline.npz``: ``index`` (F,) int64, ``t`` (F,) float64, ``last_source_frame`` and
+    ``source_fps`` (0-d) of a video's processed frames, written atomically (:func:`read_timeline`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            index=np.asarray(timeline.index, dtype=np.int64),
+            t=np.asarray(timeline.t, dtype=np.float64),
+            last_source_frame=np.int64(timeline.last_source_frame),
+            source_fps=np.float64(timeline.source_fps),
+        )
+
+
+def read_timeline(path: str | Path) -> SourceTimeline | None:
+    """A video's ``timeline.npz``, or None if it is missing (outputs written before it existed).
+
+    Raises:
+        ValueError: the file exists but is not a timeline (names the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return SourceTimeline(
+                index=z["index"].astype(np.int64),
+                t=z["t"].astype(np.float64),
+                last_source_frame=int(z["last_source_frame"]),
+                source_fps=float(z["source_fps"]),
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{p}: not a laps_ray timeline ({exc})") from exc
 
 
 def write_segments_json(path: str | Path, doc: dict[str, Any]) -> None:

@@ -48,10 +48,10 @@ import cv2
 import numpy as np
 
 from laps_ray.io.atomic import atomic_path, write_json_atomic
+from laps_ray.io.decode import VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 _NET_TIMEOUT_S = 10.0  # a dead server must error, not hang
 _VFR_TIME_BASE = Fraction(1, 90000)  # MPEG clock: exact for 24/25/30/50/60 and 29.97 fps

@@ -5,27 +5,25 @@ outputs checked before work, progress, and the ``run.json`` manifest.
   and why; jobs call it inside ``run`` once their inputs are checked.
 * :func:`list_inputs` / :func:`record_unreadable` / :func:`prepare_output_dir`: inputs and outputs
   checked before Ray starts or anything is deleted.
-* :class:`RunManifest`: ``run.json`` (and the resolved ``config.yaml``), rewritten after every item.
+* :func:`item_key` / :func:`previous_items`: ``run.json`` keys and the records a re-run keeps
+  (:class:`laps_ray.io.run_manifest.RunManifest` writes ``run.json``).
 * :func:`record_lost`: the one message and record for a cluster that went away.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laps_ray import __version__
 from laps_ray.actors.pool import reachable
-from laps_ray.config import to_dict, to_yaml
-from laps_ray.io.atomic import write_json_atomic, write_text_atomic
+from laps_ray.io.run_manifest import RunManifest
 
 log = logging.getLogger("laps_ray")
 
@@ -303,88 +301,15 @@ class Progress:
         self._bar.close()
 
 
-_VERSIONED = {  # key in run.json -> distribution that provides it
-    "ray": "ray",
-    "torch": "torch",
-    "numpy": "numpy",
-    "av": "av",
-    "cv2": "opencv-python-headless",
-    "h5py": "h5py",
-    "vector_quantize_pytorch": "vector-quantize-pytorch",
-}
+def item_key(video: Path, root: Path) -> str:
+    """A video's key in ``run.json``: its path relative to the input folder (its name for a file)."""
+    return str(video.relative_to(root)) if root.is_dir() and video.is_relative_to(root) else video.name
 
 
-def versions() -> dict[str, str]:
-    """Versions of the pieces that change results, recorded in every run manifest.
-
-    Read from the installed distributions' metadata (no import; ``vector_quantize_pytorch`` has no
-    ``__version__``), falling back to the module's ``__version__`` for another OpenCV build.
-    """
-    from importlib import metadata
-
-    out = {"laps_ray": __version__, "python": platform.python_version()}
-    for key, dist in _VERSIONED.items():
-        try:
-            out[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            try:
-                module = sys.modules.get(key) or __import__(key)
-            except ImportError:
-                out[key] = "not installed"
-                continue
-            out[key] = str(getattr(module, "__version__", "unknown"))
-    return out
-
-
-@dataclass
-class RunManifest:
-    """``run.json``: resolved config, versions, per-item status and timings; rewritten atomically.
-
-    Re-written after every item, so a killed job leaves an accurate record of what finished.
-    """
-
-    path: Path
-    job: str
-    config: dict
-    items: dict[str, dict] = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-
-    @classmethod
-    def create(cls, out_dir: Path, job: str, cfg: Any, config_yaml: bool = True, **extra: Any) -> RunManifest:
-        """Start ``<out_dir>/run.json`` and write the resolved ``<out_dir>/config.yaml`` (unless
-        ``config_yaml`` is False: a job whose output folder holds another config.yaml)."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if config_yaml:
-            write_text_atomic(out_dir / "config.yaml", to_yaml(cfg))
-        m = cls(path=out_dir / "run.json", job=job, config=to_dict(cfg), extra=dict(extra))
-        m.write()
-        return m
-
-    def record(self, key: str, entry: dict) -> None:
-        self.items[key] = entry
-        self.write()
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for entry in self.items.values():
-            status = str(entry.get("status", "unknown"))
-            out[status] = out.get(status, 0) + 1
-        return out
-
-    def write(self, finished: bool = False) -> None:
-        body = {
-            "job": self.job,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
-            "wall_seconds": round(time.time() - self.started, 3),
-            "finished": finished,
-            "host": platform.node(),
-            "pid": os.getpid(),
-            "versions": versions(),
-            "config": self.config,
-            **self.extra,
-            "counts": self.counts(),
-            "items": self.items,
-        }
-        write_json_atomic(self.path, body)
+def previous_items(out_dir: Path) -> dict[str, Any]:
+    """The ``items`` of an earlier ``run.json`` in ``out_dir`` (empty if there is none or it is unreadable):
+    a re-run keeps the records of the videos it skips."""
+    try:
+        return json.loads((out_dir / "run.json").read_text()).get("items", {})
+    except (OSError, ValueError):
+        return {}

@@ -17,7 +17,6 @@ complete outputs and redoes partial ones.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from laps_ray.actors.pool import (
 )
 from laps_ray.actors.preprocess_actor import PreprocessWorker
 from laps_ray.config import ResourcesConfig, check
+from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.track_store import SUFFIX, TrackStoreError, is_complete, read_meta
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
@@ -92,7 +92,7 @@ def run(cfg: PreprocessJobConfig) -> PreprocessResult:
     out_dir = rt.prepare_output_dir(cfg.output)
     rt.init_ray()
     _remove_stale_temporaries(out_dir)
-    manifest = rt.RunManifest.create(out_dir, "preprocess", cfg, input=str(root))
+    manifest = RunManifest.create(out_dir, "preprocess", cfg, input=str(root))
     rt.record_unreadable(manifest, listing, root)
 
     res = cfg.resources
@@ -111,7 +111,7 @@ def run(cfg: PreprocessJobConfig) -> PreprocessResult:
     except ActorStartError as exc:
         raise rt.JobError(str(exc)) from None
     except ClusterLost as lost:
-        keys = sorted({_key(Path(t.tag), root) for t in lost.unfinished})
+        keys = sorted({rt.item_key(Path(t.tag), root) for t in lost.unfinished})
         raise rt.record_lost(manifest, keys, lost.address) from None
     finally:
         pool.close()
@@ -140,9 +140,9 @@ def _map(
 
 def _track(cfg, videos, root, out_dir, pool, manifest, t0) -> PreprocessResult:
     todo, skipped = [], 0
-    previous = _previous_items(out_dir)
+    previous = rt.previous_items(out_dir)
     for v in videos:
-        key = _key(v, root)
+        key = rt.item_key(v, root)
         out = output_path(out_dir, v, root)
         if not cfg.overwrite and _reusable(out, cfg):
             entry = dict(previous.get(key, {}))
@@ -156,7 +156,7 @@ def _track(cfg, videos, root, out_dir, pool, manifest, t0) -> PreprocessResult:
     def record(source: str, rec: Any) -> str:
         if isinstance(rec, TaskFailed):  # the actor itself died beyond its retries
             rec = {"status": "failed", "reason": rec.reason}
-        manifest.record(_key(Path(source), root), rec)
+        manifest.record(rt.item_key(Path(source), root), rec)
         return rec["status"]
 
     _map(pool, "process", todo, "preprocess", record)
@@ -171,7 +171,7 @@ def _check(cfg, videos, root, pool, manifest, t0) -> PreprocessResult:
     def record(source: str, rec: Any) -> str:
         if isinstance(rec, TaskFailed):
             rec = {"status": "broken", "reason": rec.reason}
-        manifest.record(_key(Path(source), root), rec)
+        manifest.record(rt.item_key(Path(source), root), rec)
         return rec["status"]
 
     _map(pool, "check", [(str(v),) for v in videos], "check", record)
@@ -193,7 +193,9 @@ def _split(cfg, videos, root, out_dir, pool, manifest) -> tuple[list[Path], Path
     def record(source: str, rec: Any) -> str:
         if isinstance(rec, TaskFailed) or rec["status"] != "done":
             reason = rec.reason if isinstance(rec, TaskFailed) else rec["reason"]
-            manifest.record(_key(Path(source), root), {"status": "failed", "reason": f"split: {reason}"})
+            manifest.record(
+                rt.item_key(Path(source), root), {"status": "failed", "reason": f"split: {reason}"}
+            )
             return "failed"
         chunks.extend(Path(c) for c in rec["chunks"])
         return "done"
@@ -219,21 +221,10 @@ def _reusable(out: Path, cfg: PreprocessJobConfig) -> bool:
     return same and abs(meta.fps - cfg.decode.target_fps) < 1e-6
 
 
-def _previous_items(out_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out_dir / "run.json").read_text()).get("items", {})
-    except (OSError, ValueError):
-        return {}
-
-
 def _remove_stale_temporaries(out_dir: Path) -> None:
     # Left by a killed run; their final names were never created, so deleting them loses nothing.
     for tmp in out_dir.rglob(f".*.tmp{SUFFIX}"):
         tmp.unlink(missing_ok=True)
-
-
-def _key(video: Path, root: Path) -> str:
-    return str(video.relative_to(root)) if root.is_dir() and video.is_relative_to(root) else video.name
 
 
 def summary(r: PreprocessResult) -> str:

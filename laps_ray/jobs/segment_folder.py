@@ -43,7 +43,6 @@ Driver metrics (``ray.util.metrics``, next to the actors' ones in ``laps_ray.act
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -63,6 +62,7 @@ from laps_ray.actors.pool import (
 from laps_ray.actors.segment_actor import FaultInjectionConfig, SegmentWorker
 from laps_ray.config import ResourcesConfig, check
 from laps_ray.io import exports as ex
+from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.video import VideoError
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
@@ -124,13 +124,6 @@ def output_names(videos: list[Path], root: Path) -> dict[Path, str]:
     return out
 
 
-def _key(video: Path, root: Path) -> str:
-    return str(video.relative_to(root)) if root.is_dir() and video.is_relative_to(root) else video.name
-
-
-# -------------------------------------------------------------------------------------------- run
-
-
 def run(cfg: SegmentJobConfig) -> SegmentResult:
     """Validate everything, then start (or join) Ray and run the job (see module docstring).
 
@@ -146,7 +139,7 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
     listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
     out_dir = rt.prepare_output_dir(cfg.output)
     rt.init_ray()
-    manifest = rt.RunManifest.create(
+    manifest = RunManifest.create(
         out_dir,
         "segment_folder",
         replace(cfg, segmentation=resolved.segmentation),
@@ -200,15 +193,15 @@ def _todo(
     videos: list[Path],
     root: Path,
     out_dir: Path,
-    manifest: rt.RunManifest,
+    manifest: RunManifest,
 ) -> tuple[list[_Video], int]:
     """Videos to compute; complete ones (same digests) are recorded as done and skipped."""
     names = output_names(videos, root)
-    previous = _previous_items(out_dir)
+    previous = rt.previous_items(out_dir)
     todo: list[_Video] = []
     skipped = 0
     for v in videos:
-        key, vdir = _key(v, root), out_dir / names[v]
+        key, vdir = rt.item_key(v, root), out_dir / names[v]
         if not cfg.overwrite and ex.is_complete(vdir, resolved.checkpoint_sha256, resolved.config_sha256):
             # also the record of a video a killed run finished after its driver died
             manifest.items[key] = {
@@ -224,7 +217,7 @@ def _todo(
     return todo, skipped
 
 
-def _plan(cfg: SegmentJobConfig, todo: list[_Video], manifest: rt.RunManifest) -> list[_Video]:
+def _plan(cfg: SegmentJobConfig, todo: list[_Video], manifest: RunManifest) -> list[_Video]:
     """Each video's planned timeline and shards; unreadable videos are recorded as failed."""
     per_shard = vs.windows_per_shard(cfg.shard_seconds, cfg.decode.target_fps, cfg.stride)
     planned: list[_Video] = []
@@ -283,7 +276,7 @@ class _Job:
         self,
         cfg: SegmentJobConfig,
         resolved: ResolvedRun,
-        manifest: rt.RunManifest,
+        manifest: RunManifest,
         videos: list[_Video],
         t0: float,
     ) -> None:
@@ -394,13 +387,6 @@ class _Job:
         self.manifest.record(video.key, record)
         self.metrics.videos.inc(tags={"status": record["status"]})
         self.bar.update(f"{video.source.name}: {record['status']}")
-
-
-def _previous_items(out_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out_dir / "run.json").read_text()).get("items", {})
-    except (OSError, ValueError):
-        return {}
 
 
 def summary(r: SegmentResult) -> str:

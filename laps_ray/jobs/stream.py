@@ -45,6 +45,7 @@ from typing import Any
 
 from laps_ray.config import check
 from laps_ray.io import exports as ex
+from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.video import VideoError
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
@@ -116,7 +117,7 @@ def run(
         raise rt.JobError(f"{vdir} already holds outputs of a stream; use --overwrite, --output or --name")
     if vdir.exists():
         shutil.rmtree(vdir)  # partial outputs of a killed run, or --overwrite
-    manifest = rt.RunManifest.create(
+    manifest = RunManifest.create(
         out_dir,
         "stream",
         cfg,

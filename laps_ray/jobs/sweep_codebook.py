@@ -46,6 +46,7 @@ from typing import Any
 
 from laps_ray.config import check, load_config
 from laps_ray.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from laps_ray.io.run_manifest import RunManifest
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.jobs.train_tokenizer import (
@@ -170,7 +171,7 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
         raise rt.JobError(f"{out} already holds a sweep (trials/); choose a new --output")
     rt.prepare_output_dir(out)
     rt.init_ray()  # after every input was checked
-    manifest = rt.RunManifest.create(out, "sweep_codebook", cfg, command=command)
+    manifest = RunManifest.create(out, "sweep_codebook", cfg, command=command)
     base = dataclasses.replace(cfg.train, tracks=str(tracks), log_every_steps=0, backend="ray")
     lrs = list(cfg.lrs) or [base.optim.lr]
 

@@ -82,6 +82,7 @@ from laps_ray.io.energy_store import (
     read_energy_jsonl,
     read_run_meta,
 )
+from laps_ray.io.run_manifest import versions
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 
@@ -668,7 +669,7 @@ def run(cfg: SweepJobConfig) -> SweepResult:
         "tolerance_sec": cfg.tolerance_sec,
         "tune_dir": str(out_dir / "tune" / name),
         "seconds": round(seconds, 3),
-        "versions": rt.versions(),
+        "versions": versions(),
         "config": to_dict(cfg),
     }
     write_json_atomic(out_dir / "result.json", result)

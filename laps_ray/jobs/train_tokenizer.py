@@ -60,6 +60,7 @@ import yaml
 
 from laps_ray.actors.pool import cluster_gpus
 from laps_ray.config import ConfigError, check, check_choice, load_config
+from laps_ray.io.run_manifest import RunManifest
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.models.tokenizer_config import TokenizerConfig, named_config, named_config_names
@@ -245,7 +246,7 @@ def run(
         )
     rt.prepare_output_dir(output)
     resume_from, resume_step = _prepare_output(output, cfg)
-    manifest = rt.RunManifest.create(
+    manifest = RunManifest.create(
         output,
         "train_tokenizer",
         cfg,

@@ -27,11 +27,8 @@ large crosses the object store and memory stays flat in video length.
 order), causal smoothing, change-point scores, the state machine (``core.segmentation``), mapping to
 source frames and seconds, then the outputs of :mod:`laps_ray.io.exports` with ``segments.json`` last.
 
-Processed → source mapping: a segment covering processed frames ``a..b`` covers source frames
-``index[a] .. index[b+1] - 1`` (every source frame up to the next processed one; the last processed frame
-extends to the video's last source frame), ``start_sec = t[a]``, ``end_sec = t[b+1]`` (or the end of the
-last source frame). Segments that touch (a change-point split) therefore share a boundary exactly, with
-no gap and no overlap, in frames and in seconds.
+Processed → source mapping: :class:`laps_ray.core.timeline.SourceTimeline` (the one rule; the video's
+timeline is written to ``timeline.npz`` so that sweeps and calibration use it on cached outputs).
 """
 
 from __future__ import annotations
@@ -54,7 +51,8 @@ from laps_ray.core.changepoint import changepoint_scores
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig
 from laps_ray.core.segmentation import Segment, SegmentationConfig, WindowGeometry, segment_offline
 from laps_ray.core.smoothing import for_segmentation, smooth
-from laps_ray.core.windows import window_starts
+from laps_ray.core.timeline import SourceTimeline
+from laps_ray.core.windows import DEFAULT_TARGET_FPS, window_starts
 from laps_ray.io import exports as ex
 from laps_ray.io.video import (
     FrameClock,
@@ -197,7 +195,7 @@ class ShardSpec:
     expect_index: np.ndarray | None = None
     expect_t: np.ndarray | None = None
     strict: bool = False
-    target_fps: float = 20.0
+    target_fps: float = DEFAULT_TARGET_FPS
     resize_shorter: int = 0
 
 
@@ -577,16 +575,15 @@ class VideoSegmentation:
     segments: list[SourceSegment]
 
 
+def source_timeline(vw: VideoWindows) -> SourceTimeline:
+    """The video's processed frames on its source's clock (``laps_ray.core.timeline``)."""
+    return SourceTimeline(vw.timeline_index, vw.timeline_t, vw.last_source_frame, vw.source_fps)
+
+
 def to_source(vw: VideoWindows, a: int, b: int) -> tuple[int, int, float, float]:
-    """Processed frames ``a..b`` (inclusive) -> source frames (inclusive) and seconds (module docstring)."""
-    idx, t = vw.timeline_index, vw.timeline_t
-    F = idx.size
-    start_frame, start_sec = int(idx[a]), float(t[a])
-    if b + 1 < F:
-        return start_frame, int(idx[b + 1]) - 1, start_sec, float(t[b + 1])
-    end_frame = vw.last_source_frame
-    period = 1.0 / vw.source_fps if vw.source_fps > 0 else 0.0
-    return start_frame, end_frame, start_sec, float(t[F - 1]) + (end_frame - int(idx[F - 1]) + 1) * period
+    """Processed frames ``a..b`` (inclusive) -> source frames (inclusive) and seconds: THE rule of
+    :class:`laps_ray.core.timeline.SourceTimeline`."""
+    return source_timeline(vw).to_source(a, b)
 
 
 def segment_video(
@@ -907,6 +904,7 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
     doc = segments_doc(
         ctx, video, duration, vw.source_fps, seg_records, vw.num_frames, vw.num_windows, vw.timeline_source
     )
+    ex.write_timeline(out / ex.TIMELINE_FILE, source_timeline(vw))  # sweeps map frames to seconds with it
     ex.write_segments_json(out / ex.SEGMENTS_FILE, doc)
     shutil.rmtree(out / ex.WORK_DIR, ignore_errors=True)
     return {
