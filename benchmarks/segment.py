@@ -196,7 +196,8 @@ def bench_profile(video: Path, work: Path, ckpt: Path, top: int = 18) -> dict:
     from laps_ray.core.gates import GateConfig, MotionGateConfig, PreGateConfig
     from laps_ray.core.segmentation import SegmentationConfig
     from laps_ray.io.exports import ExportConfig
-    from laps_ray.pipeline import video_segments as vs
+    from laps_ray.pipeline.local import process_video_local
+    from laps_ray.pipeline.outputs import VideoContext
     from laps_ray.pipeline.window_processor import WindowProcessor
     from laps_ray.tracking.base import TrackerConfig
 
@@ -205,7 +206,7 @@ def bench_profile(video: Path, work: Path, ckpt: Path, top: int = 18) -> dict:
         MotionGateConfig(vel_norm_thr=0.002, min_active_ratio=0.01),
     )
     wp = WindowProcessor(TrackerConfig(num_threads=1), gates, EnergyConfig(), ckpt, num_threads=1)
-    ctx = vs.VideoContext(
+    ctx = VideoContext(
         key=video.name,
         source=str(video),
         out_dir=str(work / "prof" / video.stem),
@@ -222,7 +223,7 @@ def bench_profile(video: Path, work: Path, ckpt: Path, top: int = 18) -> dict:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    rec = vs.process_video_local(wp, ctx, per_shard=0, resize_shorter=240)
+    rec = process_video_local(wp, ctx, per_shard=0, resize_shorter=240)
     prof.disable()
     wall = time.perf_counter() - t0
     stats = pstats.Stats(prof)
@@ -290,7 +291,10 @@ def bench_changepoint(work: Path, ckpt: Path) -> dict:
     from laps_ray.core.energy import EnergyConfig
     from laps_ray.core.gates import GateConfig, MotionGateConfig, PreGateConfig
     from laps_ray.core.segmentation import SegmentationConfig
-    from laps_ray.pipeline import video_segments as vs
+    from laps_ray.pipeline.merge import merge_shards
+    from laps_ray.pipeline.segment import segment_video
+    from laps_ray.pipeline.shard_run import run_shard
+    from laps_ray.pipeline.shards import make_shards, plan_timeline
     from laps_ray.pipeline.window_processor import WindowProcessor
     from laps_ray.tracking.base import TrackerConfig
 
@@ -304,9 +308,9 @@ def bench_changepoint(work: Path, ckpt: Path) -> dict:
     for i, bursts in enumerate(CP_VIDEOS):
         path = work / f"cp_{i}.mp4"
         gt = make_action_video(path, 14, 30, (320, 240), bursts, seed=10 + i)
-        plan = vs.plan_timeline(path, 20.0)
-        specs = vs.make_shards(path.name, str(path), work / f"cpw{i}", plan, 16, 4, 0, 20.0, 240)
-        vw = vs.merge_shards([vs.run_shard(wp, s) for s in specs], plan, 16, 4)
+        plan = plan_timeline(path, 20.0)
+        specs = make_shards(path.name, str(path), work / f"cpw{i}", plan, 16, 4, 0, 20.0, 240)
+        vw = merge_shards([run_shard(wp, s) for s in specs], plan, 16, 4)
         e = vw.energy("velocity")
         inside = np.array(
             [any(a <= s and t <= b for a, b, _ in bursts) for s, t in zip(vw.t_start, vw.t_end)]
@@ -327,7 +331,7 @@ def bench_changepoint(work: Path, ckpt: Path) -> dict:
             seg = SegmentationConfig(threshold=0.4 * plateau)
             if cp is not None:
                 seg = dataclasses.replace(seg, changepoint=cp)
-            res = vs.segment_video(vw, energy, seg, 16, 4, 20.0)
+            res = segment_video(vw, energy, seg, 16, 4, 20.0)
             pred = [(s.start_sec, s.end_sec) for s in res.segments]
             ref = [(s["start_sec"], s["end_sec"]) for s in gt["segments"]]
             per_video.append(boundary_metrics(pred, ref, gt["video_duration_sec"], tols))

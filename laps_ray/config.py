@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 C = TypeVar("C")
+D = TypeVar("D")
 
 
 class ConfigError(ValueError):
@@ -191,3 +192,35 @@ class ResourcesConfig:
         check(self.cpus_per_actor > 0, "cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         check(self.gpus_per_actor >= 0, "gpus_per_actor", f"must be >= 0, got {self.gpus_per_actor}")
         check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+
+
+def get_key(obj: Any, key: str) -> Any:
+    """The value at dotted ``key`` of a nested dataclass (``get_key(s, "energy.smoothing.alpha")``)."""
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def with_overrides(obj: D, values: Mapping[str, Any]) -> D:
+    """A copy of the dataclass ``obj`` with dotted keys set: ``{"energy.smoothing.alpha": 0.4}``.
+
+    Every dataclass on a changed path is rebuilt (``dataclasses.replace``), so its ``__post_init__``
+    validates the new combination; ``obj`` itself is not modified.
+
+    Raises:
+        ConfigError: an unknown key, or a value / combination the configs reject (names the key).
+    """
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    names = {f.name for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            raise ConfigError(f"config key {key!r}: {type(obj).__name__} has no {head!r}", key=key)
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in nested.items():
+        direct[head] = with_overrides(getattr(obj, head), sub)
+    return dataclasses.replace(obj, **direct)  # type: ignore[type-var]

@@ -9,13 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laps_ray.io.energy_store import (
-    EnergyFormatError,
-    find_energy_files,
-    processed_frames_to_sec,
-    read_energy_jsonl,
-    read_run_meta,
-)
+from laps_ray.io.energy_store import EnergyFormatError, find_energy_files, read_energy_jsonl, read_run_meta
 from laps_ray.io.reports import ReportError, read_report_threshold, threshold_keys
 from laps_ray.jobs import calibrate as cal
 
@@ -124,9 +118,6 @@ def test_read_energy_jsonl_arrays(tmp_path):
     assert tr.energy[2] == 0.0 and tr.energy[3] == 3.5 and tr.gated.tolist() == gated.tolist()
     assert tr.series("velocity")[2] == pytest.approx(0.25)  # velocity kept for a gated window
     assert tr.t_end[1] == pytest.approx((4 + 15) / 20)
-    # processed frame 4 = start of window 1 -> 0.2 s; frame 17.5 lies between knots 16 (0.8 s) and 19 (0.95 s)
-    sec = processed_frames_to_sec([4, 17.5, 10_000], tr, T, STRIDE)
-    assert sec == pytest.approx([0.2, 0.875, tr.t_end[-1]])
     meta = read_run_meta(d)
     assert (meta.T, meta.stride, meta.target_fps, meta.fps) == (16, 4, 20.0, 20.0)
     assert find_energy_files(tmp_path) == {"v": d / "energy.jsonl"}

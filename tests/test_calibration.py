@@ -10,12 +10,16 @@ import pytest
 from laps_ray.core.calibration import (
     DEFAULT_LABEL_METHOD,
     CalibrationError,
+    active_runs,
     calibration_report,
     gmm_log_threshold,
+    gt_window_labels,
     label_threshold,
     otsu_threshold,
+    pooled_pseudo_labels,
     pseudo_labels,
     roc_auc,
+    runs_to_frames,
     threshold_search,
 )
 
@@ -219,3 +223,41 @@ def test_calibration_report_proxy_supervision():
     noise = rng.lognormal(size=proxy.size)
     bad = calibration_report(noise, proxy, label_method="otsu")
     assert bad["separates"] is False and "does not separate" in bad["warning"]
+
+
+# ---------------------------------------------------------------- window labels (calibrate and sweeps)
+
+
+def test_pooled_pseudo_labels_one_threshold_over_videos():
+    # Video a is all rest, video b mixed: one cut fitted on the pooled windows labels both (a cut fitted
+    # on a alone would split its rest windows into two classes).
+    a = np.random.default_rng(5).lognormal(np.log(0.005), 0.8, 600)
+    b, motion = rest_motion_energies(seed=6, n=1200)
+    use_b = np.ones(b.size, bool)
+    use_b[:10] = False  # windows that do not take part are never active
+    labels, thr = pooled_pseudo_labels([a, b], [np.ones(a.size, bool), use_b], "gmm_log")
+    assert thr == pseudo_labels(np.concatenate([a, b[use_b]]), "gmm_log")[1]
+    assert labels[0].tolist() == (a >= thr).tolist() and labels[0].mean() < 0.05
+    assert not labels[1][:10].any() and labels[1][10:].tolist() == (b[10:] >= thr).tolist()
+    assert (labels[1][10:] == motion[10:]).mean() > 0.9
+    with pytest.raises(CalibrationError, match="empty"):
+        pooled_pseudo_labels([a], [np.zeros(a.size, bool)])
+
+
+def test_gt_window_labels_mid_time_and_background():
+    t_start = np.array([0.0, 0.2, 0.4, 0.6, 0.8])
+    t_end = t_start + 0.75  # mid-times 0.375, 0.575, 0.775, 0.975, 1.175
+    segs = [(0.0, 0.5, "SIL"), (0.5, 0.9, "cut"), (0.9, 1.1, None), (1.1, 2.0, "background")]
+    got = gt_window_labels(t_start, t_end, segs, ["SIL", "background"])
+    assert got.tolist() == [False, True, True, True, False]  # [start, end): 0.975 in [0.9, 1.1)
+    assert gt_window_labels(t_start, t_end, segs, []).all()
+
+
+def test_active_runs_and_their_frames():
+    active = np.array([0, 1, 1, 0, 1, 0, 1, 1, 1], bool)
+    assert active_runs(active) == [(1, 2), (4, 4), (6, 8)]
+    assert active_runs(active, min_windows=2) == [(1, 2), (6, 8)]
+    assert active_runs(np.zeros(3, bool)) == [] and active_runs(np.ones(3, bool), 3) == [(0, 2)]
+    # T=16, stride=4: window w stands for frames [4w + 6, 4w + 9] around its centre 4w + 8.
+    assert runs_to_frames([(1, 2), (6, 8)], 16, 4, num_frames=40) == [(10, 17), (30, 39)]  # 41 clamped
+    assert runs_to_frames([(0, 0)], 4, 8, num_frames=40) == [(0, 5)]  # never before frame 0

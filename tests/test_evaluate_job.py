@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from laps_ray.io.ground_truth import FALLBACK_FPS, GroundTruth, load_ground_truth, scoring_fps
 from laps_ray.io.labels import read_frame_labels
 from laps_ray.jobs import evaluate as ev
 
@@ -205,11 +206,21 @@ def test_ground_truth_discovery_errors(tmp_path):
     gt.mkdir()
     (gt / "README.md").write_text("not ground truth")
     with pytest.raises(FileNotFoundError, match="no <stem>.json"):
-        ev.load_ground_truth(gt)
+        load_ground_truth(gt)
     (gt / "v").write_text("a\na\nb\n")
     with pytest.raises(ValueError, match="per-frame label file, but no frame rate given"):
-        ev.load_ground_truth(gt)
-    assert ev.load_ground_truth(gt, fps=2.0)["v"].duration == 1.5
+        load_ground_truth(gt)
+    assert load_ground_truth(gt, fps=2.0)["v"].duration == 1.5
     (gt / "v.json").write_text(json.dumps({"video": "v.mp4", "video_duration_sec": 2.0, "segments": []}))
     with pytest.raises(ValueError, match="ground truth for 'v' twice"):
-        ev.load_ground_truth(gt, fps=2.0)
+        load_ground_truth(gt, fps=2.0)
+
+
+def test_scoring_fps_one_rule_for_frames_and_boundary_merging():
+    """GT label rate, else --fps, else the prediction's source fps, else the fallback (said so)."""
+    frames_gt = GroundTruth("v", Path("v"), "frames", 1.0, [], ["a"] * 15, 15.0)
+    json_gt = GroundTruth("v", Path("v.json"), "laps_json", 1.0, [])
+    assert scoring_fps(frames_gt, 10.0, 30.0) == (15.0, False)
+    assert scoring_fps(json_gt, 10.0, 30.0) == (10.0, False)
+    assert scoring_fps(json_gt, 0.0, 25.0) == (25.0, False)
+    assert scoring_fps(json_gt) == (FALLBACK_FPS, True) and scoring_fps(None, 0.0, 20.0) == (20.0, False)

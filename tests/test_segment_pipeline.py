@@ -23,7 +23,12 @@ from laps_ray.io.synthetic import make_action_video, make_vfr_video
 from laps_ray.io.video import iter_frames, probe, read_frames
 from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import named_config
-from laps_ray.pipeline import video_segments as vs
+from laps_ray.pipeline.local import process_video_local
+from laps_ray.pipeline.merge import VideoWindows, merge_shards
+from laps_ray.pipeline.outputs import VideoContext
+from laps_ray.pipeline.segment import segment_video
+from laps_ray.pipeline.shard_run import run_shard
+from laps_ray.pipeline.shards import make_shards, plan_timeline
 from laps_ray.pipeline.window_processor import WindowProcessor
 from laps_ray.tracking.base import TrackerConfig
 
@@ -58,10 +63,8 @@ def _processor(ckpt: Path, T: int = 16, energy: EnergyConfig | None = None) -> W
     return WindowProcessor(TrackerConfig(), GATES, energy or EnergyConfig(), ckpt, T=T, tokenizer_batch=8)
 
 
-def _ctx(
-    source: Path, out: Path, energy: EnergyConfig, seg: SegmentationConfig, T: int = 16
-) -> vs.VideoContext:
-    return vs.VideoContext(
+def _ctx(source: Path, out: Path, energy: EnergyConfig, seg: SegmentationConfig, T: int = 16) -> VideoContext:
+    return VideoContext(
         key=source.name,
         source=str(source),
         out_dir=str(out),
@@ -175,7 +178,7 @@ def test_tokenize_is_row_independent_at_any_thread_count(data, torch_threads):
 def test_plan_and_every_shard_match_a_full_decode(data, video, src_fps):
     """30 -> 20 fps drops every third frame; 15 fps is below target, so every frame is kept."""
     _, idx, t = read_frames(data[video], target_fps=20)
-    plan = vs.plan_timeline(data[video], 20)
+    plan = plan_timeline(data[video], 20)
     assert plan is not None and plan.source_fps == src_fps
     np.testing.assert_array_equal(plan.index, idx)
     np.testing.assert_allclose(plan.t, t, atol=1e-12)
@@ -183,7 +186,7 @@ def test_plan_and_every_shard_match_a_full_decode(data, video, src_fps):
         np.testing.assert_array_equal(idx, np.arange(idx.size))
     else:
         assert idx.size == 2 * plan.num_source_frames // 3
-    shards = vs.make_shards("k", str(data[video]), data["dir"] / "w", plan, 16, 4, 3, 20.0, 0)
+    shards = make_shards("k", str(data[video]), data["dir"] / "w", plan, 16, 4, 3, 20.0, 0)
     assert [s.first_window for s in shards] == list(range(0, 3 * len(shards), 3))
     for s in shards:  # each shard's seeked decode reads exactly its planned frames
         with iter_frames(data[video], target_fps=20, start_sec=s.start_sec, end_sec=s.end_sec) as it:
@@ -203,7 +206,7 @@ def test_sharded_equals_unsharded_byte_for_byte(data, tmp_path, video, torch_thr
     for per, threads in ((0, 2), (3, 1)):
         torch_threads(threads)
         outs[per] = tmp_path / f"s{per}"
-        rec = vs.process_video_local(
+        rec = process_video_local(
             wp, _ctx(data[video], outs[per], energy, seg), per_shard=per, resize_shorter=120
         )
         assert rec["status"] == "done" and not (outs[per] / ".work").exists()
@@ -225,8 +228,8 @@ def test_variable_frame_rate_falls_back_to_one_shard(data, tmp_path):
     energy = EnergyConfig(source="velocity")
     wp = _processor(data["tok16"], energy=energy)
     seg = SegmentationConfig(threshold=1.0)
-    a = vs.process_video_local(wp, _ctx(path, tmp_path / "a", energy, seg), per_shard=2)
-    b = vs.process_video_local(wp, _ctx(path, tmp_path / "b", energy, seg), per_shard=0)
+    a = process_video_local(wp, _ctx(path, tmp_path / "a", energy, seg), per_shard=2)
+    b = process_video_local(wp, _ctx(path, tmp_path / "b", energy, seg), per_shard=0)
     assert a["status"] == b["status"] == "done" and a["windows"] == b["windows"]
     assert filecmp.cmp(tmp_path / "a/energy.jsonl", tmp_path / "b/energy.jsonl", shallow=False)
     # A seek into a VFR file derives indices from timestamps, which differ from the plan: the sharded
@@ -259,9 +262,9 @@ def test_planted_bursts_are_found_within_half_a_second(data, tmp_path):
     gt = make_action_video(video, duration_s=12, fps=30, size=(160, 120), bursts=bursts)
     energy = EnergyConfig(source="velocity", smoothing=SmoothingConfig(method="none"))
     wp = _processor(data["tok8"], T=8, energy=energy)
-    plan = vs.plan_timeline(video, 20.0)
-    shards = vs.make_shards("b", str(video), tmp_path / "w", plan, 8, 4, 0, 20.0, 120)
-    vw = vs.merge_shards([vs.run_shard(wp, s) for s in shards], plan, 8, 4)
+    plan = plan_timeline(video, 20.0)
+    shards = make_shards("b", str(video), tmp_path / "w", plan, 8, 4, 0, 20.0, 120)
+    vw = merge_shards([run_shard(wp, s) for s in shards], plan, 8, 4)
     e = vw.energy("velocity")
     inside = np.array([any(a <= s and t <= b for a, b, _ in bursts) for s, t in zip(vw.t_start, vw.t_end)])
     rest = np.array([all(t < a or s > b for a, b, _ in bursts) for s, t in zip(vw.t_start, vw.t_end)])
@@ -269,7 +272,7 @@ def test_planted_bursts_are_found_within_half_a_second(data, tmp_path):
     seg = SegmentationConfig(
         threshold=0.4 * float(np.median(e[inside])), up_count=1, down_count=1, cooldown_windows=0
     )
-    found = vs.segment_video(vw, energy, seg, 8, 4, 20.0).segments
+    found = segment_video(vw, energy, seg, 8, 4, 20.0).segments
     truth = [(1.5, 3.5), (5.0, 6.5), (8.0, 11.0)]  # the pair 8-9.5-11 as one
     assert len(found) == len(truth), [(s.start_sec, s.end_sec) for s in found]
     for s, (a, b) in zip(found, truth):
@@ -293,7 +296,7 @@ def test_changepoint_scores_split_an_active_run(data):
     idx = np.arange(F) * 3 // 2  # a 30 -> 20 fps timeline
     t = np.arange(F) / 20.0
     last = np.minimum(start + 15, F - 1)
-    vw = vs.VideoWindows(
+    vw = VideoWindows(
         window=np.arange(W), start=start, frame_index=idx[start], end_frame_index=idx[last],
         t_start=t[start], t_end=t[last], gate=gate, energies=energies, codes=codes,
         timeline_index=idx, timeline_t=t, last_source_frame=int(idx[-1]) + 1, source_fps=30.0,
@@ -301,8 +304,8 @@ def test_changepoint_scores_split_an_active_run(data):
     energy = EnergyConfig(smoothing=SmoothingConfig(method="none"))
     off = SegmentationConfig(threshold=0.5)
     on = dataclasses.replace(off, changepoint=ChangePointConfig(enable=True, k=4, threshold=0.5))
-    assert len(vs.segment_video(vw, energy, off, T, stride, 20.0).segments) == 1
-    res = vs.segment_video(vw, energy, on, T, stride, 20.0)
+    assert len(segment_video(vw, energy, off, T, stride, 20.0).segments) == 1
+    res = segment_video(vw, energy, on, T, stride, 20.0)
     assert res.changes is not None and int(np.argmax(res.changes)) == 19  # boundary between windows 19/20
     a, b = res.segments
     assert b.start_frame == a.end_frame + 1 and b.start_sec == a.end_sec  # contiguous, no gap or overlap
@@ -318,7 +321,7 @@ def test_exports_contract(data, tmp_path):
     seg = SegmentationConfig(threshold=0.3)
     wp = _processor(data["tok16"], energy=energy)
     out = tmp_path / "v30"
-    vs.process_video_local(wp, _ctx(data["v30"], out, energy, seg), per_shard=3, resize_shorter=120)
+    process_video_local(wp, _ctx(data["v30"], out, energy, seg), per_shard=3, resize_shorter=120)
     doc = json.loads((out / "segments.json").read_text())
     assert doc["video"] == "v30.mp4" and doc["fps"] == 30.0 and doc["video_duration_sec"] == 8.0
     assert doc["checkpoint_sha256"] == "ckpt" and doc["config_sha256"] == "cfg"
@@ -391,8 +394,7 @@ def test_timeline_file_reproduces_every_segment_boundary(data, tmp_path):
     wp = _processor(data["tok16"], energy=energy)
     out = tmp_path / "o"
     assert (
-        vs.process_video_local(wp, _ctx(data["v30"], out, energy, seg), resize_shorter=120)["status"]
-        == "done"
+        process_video_local(wp, _ctx(data["v30"], out, energy, seg), resize_shorter=120)["status"] == "done"
     )
     timeline = read_timeline(out / "timeline.npz")
     doc = json.loads((out / "segments.json").read_text())

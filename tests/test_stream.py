@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import av
@@ -19,6 +20,7 @@ import torch
 from live_server import HttpVideoServer, ffmpeg_path
 
 from laps_ray.config import load_config
+from laps_ray.io import exports as ex
 from laps_ray.io.checkpoints import save_tokenizer
 from laps_ray.io.synthetic import make_action_video
 from laps_ray.jobs import segment_folder as sf
@@ -26,8 +28,9 @@ from laps_ray.jobs import stream
 from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import named_config
 from laps_ray.pipeline import live
-from laps_ray.pipeline import video_segments as vs
+from laps_ray.pipeline.local import process_video_local
 from laps_ray.pipeline.resolve import resolve_run, video_context
+from laps_ray.pipeline.shards import plan_timeline, video_duration
 from laps_ray.pipeline.window_processor import WindowProcessor
 from laps_ray.tracking.windowed import Window
 
@@ -91,9 +94,9 @@ def _segment_folder_local(assets, out: Path, *extra) -> Path:
         device="cpu",
         num_threads=1,
     )
-    plan = vs.plan_timeline(video, cfg.decode.target_fps)
-    ctx = video_context(run, video.name, str(video), out / video.stem, vs.video_duration(plan))
-    vs.process_video_local(wp, ctx, batch_windows=cfg.batch_windows, resize_shorter=cfg.decode.resize_shorter)
+    plan = plan_timeline(video, cfg.decode.target_fps)
+    ctx = video_context(run, video.name, str(video), out / video.stem, video_duration(plan))
+    process_video_local(wp, ctx, batch_windows=cfg.batch_windows, resize_shorter=cfg.decode.resize_shorter)
     return out / video.stem
 
 
@@ -105,6 +108,12 @@ def _frames(path: Path) -> tuple[int, float]:
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         return sum(1 for _ in c.decode(st)), float(st.average_rate)
+
+
+def _npz_members(path: Path) -> dict[str, bytes]:
+    """The arrays of an ``.npz`` as their ``.npy`` bytes (the zip's own timestamps differ between runs)."""
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
 
 
 def _expand(ranges: list[list[int]]) -> list[int]:
@@ -157,6 +166,12 @@ def test_stream_on_a_file_equals_segment_folder(assets, tmp_path, variant):
         assert np.array_equal(np.load(ours / s["vectors"]), np.load(ref / s["vectors"]))
         assert _frames(ours / s["clip"]) == _frames(ref / s["clip"])
     _check_segments(ours, res.summary.windows)
+
+    # timeline.npz: the same arrays, byte for byte, for every processed frame of the file (the stream
+    # forgets old frames while it runs, so this also checks that it kept the whole timeline)
+    assert _npz_members(ours / ex.TIMELINE_FILE) == _npz_members(ref / ex.TIMELINE_FILE)
+    tl = ex.read_timeline(ours / ex.TIMELINE_FILE)
+    assert tl.num_frames == a["params"]["num_frames"] == res.summary.frames
 
     run = json.loads((tmp_path / "stream" / "run.json").read_text())
     st = run["stream"]
@@ -257,6 +272,9 @@ def test_live_http_source_survives_a_dropped_connection(assets, tmp_path):
     assert t[gaps[-1] + 1] - t[gaps[0] - 1] > 0.7  # ... which shows in the times
     segs = _check_segments(vdir, s.windows)
     assert segs and all(_frames(vdir / x["clip"])[1] == pytest.approx(30.0, abs=0.5) for x in segs)
+    tl = ex.read_timeline(vdir / ex.TIMELINE_FILE)  # every processed frame, across the outage
+    assert tl.num_frames == s.frames and np.all(np.diff(tl.index) > 0) and np.all(np.diff(tl.t) > 0)
+    assert tl.source_fps == pytest.approx(30.0, abs=0.5) and tl.last_source_frame == s.source_frames - 1
     assert json.loads((vdir / "segments.json").read_text())["fps"] == pytest.approx(30.0, abs=0.5)
     st = json.loads((tmp_path / "run.json").read_text())["stream"]
     assert st["reconnects"] == s.reconnects and st["latency_ms"]["p95"] is not None

@@ -10,7 +10,8 @@ import pytest
 from test_training import write_synthetic_tracks
 
 from laps_ray.config import ConfigError
-from laps_ray.jobs.sweep_codebook import load_sweep_config, pick_best, run, summary
+from laps_ray.jobs.sweep_codebook import load_sweep_config, run, summary
+from laps_ray.training.sweep_report import pick_best
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laps_ray.config import load_config
+from laps_ray.config import ConfigError, get_key, load_config, with_overrides
 from laps_ray.core.changepoint import ChangePointConfig, changepoint_scores
 from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.segmentation import SegmentationConfig, WindowGeometry, segment_offline
 from laps_ray.core.smoothing import SmoothingConfig, smooth
+from laps_ray.core.timeline import SourceTimeline
+from laps_ray.io.exports import write_timeline
 from laps_ray.jobs import sweep_thresholds as sw
+from laps_ray.pipeline import threshold_sweep as ts
 
 T, STRIDE, FPS = 16, 4, 20.0  # source fps = target fps: source frame = processed frame
 PLANTED = SegmentationConfig(
@@ -63,6 +67,8 @@ def write_video(root: Path, stem: str, energy: np.ndarray, codes: np.ndarray, ve
         },
     }
     (d / "segments.json").write_text(json.dumps(doc))
+    F = (W - 1) * STRIDE + T  # processed frames = source frames here
+    write_timeline(d / "timeline.npz", SourceTimeline(np.arange(F), np.arange(F) / FPS, F - 1, FPS))
     return d
 
 
@@ -73,7 +79,8 @@ def blocks_energy(rng, spec: list[tuple[str, int]]) -> np.ndarray:
 
 
 def to_seconds(segs, W: int) -> list[dict]:
-    """Processed frames -> seconds exactly as the job maps them (fps = 20, one frame after the end)."""
+    """Processed frames -> seconds as segment_folder maps them (source = processed frames at 20 fps: a
+    segment ends where the next frame starts)."""
     return [{"start_sec": s.start_frame / FPS, "end_sec": (s.end_frame + 1) / FPS} for s in segs]
 
 
@@ -124,7 +131,7 @@ def test_scoring_has_a_unique_planted_optimum_without_ray(planted, tmp_path):
         "mode": "token_diff_l2_mean",
     }
     scores = {
-        (thr, md): sw.score_settings(data, {"threshold": thr, "max_duration_sec": md})
+        (thr, md): ts.score_settings(data, {"threshold": thr, "max_duration_sec": md})
         for thr in GRID["threshold"]
         for md in GRID["max_duration_sec"]
     }
@@ -136,10 +143,10 @@ def test_scoring_has_a_unique_planted_optimum_without_ray(planted, tmp_path):
     assert scores[(1.6, 0.0)]["recall"] < 1.0  # low blocks missed
     assert scores[(1.0, 3.0)]["precision"] < 1.0  # long blocks cut every 3 s
     # An impossible combination is reported, not raised: max_duration <= min_duration (0.8 s).
-    bad = sw.score_settings(data, {"threshold": 1.0, "max_duration_sec": 0.5})
+    bad = ts.score_settings(data, {"threshold": 1.0, "max_duration_sec": 0.5})
     assert bad["score"] == -1.0 and "max_duration_sec" in bad["error"]
     # Quantile thresholds resolve on the pooled smoothed signal.
-    q = sw.score_settings(data, {"threshold_quantile": 0.5})
+    q = ts.score_settings(data, {"threshold_quantile": 0.5})
     pooled = np.concatenate([smooth(v.energy, SMOOTHING) for v in data.videos])
     assert q["threshold"] == pytest.approx(np.quantile(pooled, 0.5))
 
@@ -175,10 +182,10 @@ def test_changepoint_settings_use_cached_code_scores(tmp_path):
     cfg = sweep_cfg(tmp_path / "out", gt, tmp_path / "s", threshold=[1.0], changepoint_enable=[False, True])
     data, _, _ = sw.load_sweep_data(cfg)
     assert set(data.videos[0].changes) == {4}
-    on = sw.score_settings(data, {"threshold": 1.0, "changepoint_enable": True})
-    off = sw.score_settings(data, {"threshold": 1.0, "changepoint_enable": False})
+    on = ts.score_settings(data, {"threshold": 1.0, "changepoint_enable": True})
+    off = ts.score_settings(data, {"threshold": 1.0, "changepoint_enable": False})
     assert on["f1"] == 1.0 and off["recall"] == pytest.approx(2 / 3)  # 3 GT boundaries, the split missed
-    missing_k = sw.score_settings(data, {"threshold": 1.0, "changepoint_enable": True, "changepoint_k": 6})
+    missing_k = ts.score_settings(data, {"threshold": 1.0, "changepoint_enable": True, "changepoint_k": 6})
     assert missing_k["score"] == -1.0 and "k=6" in missing_k["error"]
 
 
@@ -187,11 +194,44 @@ def test_pseudo_label_reference_without_ground_truth(planted, tmp_path):
     data, labels, _ = sw.load_sweep_data(sweep_cfg(energy_dir, None, tmp_path / "s", threshold=[1.0]))
     assert labels["kind"] == "pseudo" and labels["proxy"] == "velocity"
     # velocity = energy / 20 here, so the proxy's motion windows are the medium/low/high blocks.
-    assert all(len(v.gt) == 4 for v in data.videos)
-    res = sw.score_settings(data, {"threshold": 0.5})
+    assert all(len(v.reference) == 4 for v in data.videos)
+    res = ts.score_settings(data, {"threshold": 0.5})
     assert res["error"] == "" and res["f1@2.0s"] == 1.0
     # Starts agree to the frame; the state machine's ends include the down_count low windows (~0.75 s late).
     assert res["recall@0.5s"] == 0.5
+
+
+def test_swept_names_are_config_keys_set_by_one_override():
+    # Every swept name is one space.* list and one key of what best.yaml holds (SWEPT, named once).
+    space = {f.name for f in dataclasses.fields(sw.SweepSpaceConfig)}
+    assert space == set(ts.SWEPT) | {"threshold_quantiles"}
+    base = ts.SegmentSettings()
+    for name, key in ts.SWEPT.items():
+        assert isinstance(get_key(base, key), (ts.swept_type(name), type(None))), key
+    s = with_overrides(
+        base, {"energy.smoothing.alpha": 0.4, "segmentation.changepoint.k": 6, "segmentation.up_count": 3}
+    )
+    assert (s.energy.smoothing.alpha, s.segmentation.changepoint.k, s.segmentation.up_count) == (0.4, 6, 3)
+    assert base == ts.SegmentSettings() and s.segmentation.down_count == base.segmentation.down_count
+    assert ts.settings_for(base, {"smoothing_alpha": 0.4, "threshold_quantile": 0.5}) == with_overrides(
+        base, {"energy.smoothing.alpha": 0.4}
+    )
+    with pytest.raises(ConfigError, match="segmentation.max_duration_sec"):  # rebuilt, so validated
+        with_overrides(base, {"segmentation.max_duration_sec": 0.5})
+    with pytest.raises(ConfigError, match="SmoothingConfig has no 'alfa'"):
+        with_overrides(base, {"energy.smoothing.alfa": 0.4})
+
+
+def test_outputs_without_timeline_are_refused_in_one_line(planted, tmp_path, capsys):
+    energy_dir, gt_dir = planted
+    (energy_dir / "cam_b" / "timeline.npz").unlink()  # as written before segment_folder wrote it
+    argv = ["--energy", str(energy_dir), "--gt", str(gt_dir), "--output", str(tmp_path / "s")]
+    with pytest.raises(SystemExit) as exc:
+        sw.main([*argv, "space.threshold=[1.0]"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(energy_dir / "cam_b") in err and "re-run segment_folder" in err
+    assert not (tmp_path / "s").exists()  # refused before anything was written
 
 
 def test_trial_module_does_not_import_video_code():

@@ -16,10 +16,11 @@ from laps_ray.config import ConfigError
 from laps_ray.core.windows import grid_points, normalized_velocities
 from laps_ray.io.checkpoints import load_tokenizer, read_meta, save_tokenizer
 from laps_ray.io.track_store import TrackMeta, list_track_files, load_windows, write_tracks
-from laps_ray.jobs import _runtime as rt
-from laps_ray.jobs.train_tokenizer import load_job_config, run, summary_line
+from laps_ray.jobs.train_tokenizer import main, run, summary_line
 from laps_ray.models.losses import displacement_classes
+from laps_ray.training.config import load_train_config
 from laps_ray.training.data import shard_batches, shard_indices, steps_per_epoch, window_arrays
+from laps_ray.training.fit import TrainingError
 from laps_ray.training.report import epoch_records, read_metrics
 from laps_ray.training.steps import (
     classes_to_displacement,
@@ -62,7 +63,7 @@ def tracks(tmp_path_factory) -> Path:
 
 
 def _cfg(tracks: Path, out: Path, *extra: str):
-    return load_job_config(
+    return load_train_config(
         REPO / "configs" / "train_tokenizer.yaml",
         [
             f"tracks={tracks}", f"output={out}", "model=tiny", "batch_size=16", "optim.lr=3e-3",
@@ -155,19 +156,60 @@ def test_input_layer_init_brings_small_velocities_to_unit_scale(tracks):
 
 
 def test_config_named_model_then_overrides_and_clear_errors(tmp_path):
-    cfg = load_job_config(None, ["model=tiny", "model.hidden_dim=32", "epochs=3"])
+    cfg = load_train_config(None, ["model=tiny", "model.hidden_dim=32", "epochs=3"])
     assert (cfg.model.name, cfg.model.num_points, cfg.model.hidden_dim, cfg.epochs) == ("tiny", 16, 32, 3)
-    assert load_job_config(None, []).model.name == "small"
-    shipped = load_job_config(REPO / "configs" / "train_tokenizer.yaml", [])
+    assert load_train_config(None, []).model.name == "small"
+    shipped = load_train_config(REPO / "configs" / "train_tokenizer.yaml", [])
     assert shipped.model.name == "small" and shipped.num_workers == 2 and shipped.optim.grad_clip == 1.0
     with pytest.raises(ConfigError, match="unknown model 'huge'"):
-        load_job_config(None, ["model=huge"])
+        load_train_config(None, ["model=huge"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: tiny\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
-        load_job_config(bad, [])
+        load_train_config(bad, [])
     with pytest.raises(ConfigError, match="num_workers"):
-        load_job_config(None, ["num_workers=0"])
+        load_train_config(None, ["num_workers=0"])
+
+
+def test_cli_refuses_to_mix_a_new_run_into_an_old_one_in_one_line(tracks, tmp_path, capsys):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["--tracks", str(tracks), "--output", str(out), "--local", "model=tiny"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {out} already holds a training run (metrics.jsonl, checkpoints/); pass --resume "
+                   "to continue it, or choose a new --output"]  # fmt: skip
+
+
+def test_train_v2_local_mode_still_drops_reports_so_the_in_process_runtime_stays(tmp_path):
+    """The measured reason at the top of training/loops.py: Train V2's ``num_workers=0`` local mode
+    runs the loop in-process but calls no callback and stores nothing. If a Ray upgrade changes
+    that, this fails and LocalIO can go."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    seen = []
+
+    class Seen(ray.train.UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            seen.append(metrics)
+
+    def loop(config):
+        ckpt = tmp_path / "epoch_0001"
+        ckpt.mkdir()
+        ray.train.report({"epoch": 1}, checkpoint=ray.train.Checkpoint.from_directory(str(ckpt)))
+        return ray.train.get_context().get_world_size()
+
+    storage = tmp_path / "storage"
+    result = TorchTrainer(
+        loop,
+        scaling_config=ray.train.ScalingConfig(num_workers=0),
+        run_config=ray.train.RunConfig(name="checkpoints", storage_path=str(storage), callbacks=[Seen()]),
+    ).fit()
+    assert result.return_value == 1 and result.metrics == {"epoch": 1}  # ran, in this process
+    assert seen == [] and not any(storage.rglob("*"))
 
 
 # ------------------------------------------------------------------------------ plain loop + resume
@@ -209,7 +251,7 @@ def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(tracks, tmp_p
     assert "best epoch" in summary_line(res) and res.summary["steps"] == epochs[-1]["step"]
 
     # A new run into the same folder is refused; --resume continues the step count and the epochs.
-    with pytest.raises(rt.JobError, match="--resume"):
+    with pytest.raises(TrainingError, match="--resume"):
         run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local"))
     run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local", "resume=true"))
     after = epoch_records(read_metrics(out))

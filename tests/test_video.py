@@ -34,7 +34,7 @@ from laps_ray.io.video import (
     write_clips,
     write_video,
 )
-from laps_ray.pipeline.video_segments import plan_timeline
+from laps_ray.pipeline.shards import plan_timeline
 
 W, H = 64, 48
 

@@ -1,7 +1,7 @@
 """Ray actor for segment_folder: holds tracker + tokenizer once, runs time shards and per-video exports.
 
-Thin by design: the work is :func:`laps_ray.pipeline.video_segments.run_shard` and
-:func:`~laps_ray.pipeline.video_segments.finalize_video`; this class loads the weights once, turns
+Thin by design: the work is :func:`laps_ray.pipeline.shard_run.run_shard` and
+:func:`laps_ray.pipeline.outputs.finalize_video`; this class loads the weights once, turns
 errors into plain records (a bad video never kills the actor) and records the actor-side metrics.
 
 Metrics (``ray.util.metrics``; Prometheus names get Ray's ``ray_`` prefix on the metrics endpoint):
@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from laps_ray.io.video import VideoError
-from laps_ray.pipeline import video_segments as vs
 from laps_ray.pipeline.config import PipelineConfig
+from laps_ray.pipeline.merge import merge_shards
+from laps_ray.pipeline.outputs import VideoContext, finalize_video
 from laps_ray.pipeline.resolve import default_checkpoint
+from laps_ray.pipeline.shard_run import GATE_NAMES, ShardMismatch, ShardResult, run_shard
+from laps_ray.pipeline.shards import ShardSpec, TimelinePlan
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,9 @@ class _ActorMetrics:
         )
         self.gated_ratio = Gauge("laps_segment_gated_ratio", description="gated fraction of the last shard")
 
-    def record(self, result: vs.ShardResult) -> None:
+    def record(self, result: ShardResult) -> None:
         n = result.num_windows
-        for code, name in enumerate(vs.GATE_NAMES):
+        for code, name in enumerate(GATE_NAMES):
             k = int((result.gate == code).sum())
             if k:
                 self.windows.inc(k, tags={"gate": name or "none"})
@@ -103,14 +106,14 @@ class SegmentWorker:
         """None when the weights are loaded, else why they could not be (the driver stops the job)."""
         return self.error
 
-    def process_shard(self, spec: vs.ShardSpec) -> vs.ShardResult | dict[str, Any]:
+    def process_shard(self, spec: ShardSpec) -> ShardResult | dict[str, Any]:
         """Run one shard: a :class:`ShardResult`, or ``{"status": "failed"|"mismatch", "reason"}``."""
         t0 = time.perf_counter()
         try:
-            result = vs.run_shard(self.processor, spec, self.pipeline.batch_windows, self._on_window)
+            result = run_shard(self.processor, spec, self.pipeline.batch_windows, self._on_window)
         except VideoError as exc:
             return {"status": "failed", "reason": exc.reason, "seconds": round(time.perf_counter() - t0, 3)}
-        except vs.ShardMismatch as exc:
+        except ShardMismatch as exc:
             return {"status": "mismatch", "reason": str(exc)}
         except Exception as exc:  # noqa: BLE001 - one bad video never stops the job
             log.error("%s shard %d: %s", spec.source, spec.shard, traceback.format_exc())
@@ -119,12 +122,12 @@ class SegmentWorker:
         return result
 
     def finalize(
-        self, results: list[vs.ShardResult], plan: vs.TimelinePlan | None, ctx: vs.VideoContext
+        self, results: list[ShardResult], plan: TimelinePlan | None, ctx: VideoContext
     ) -> dict[str, Any]:
         """Merge a video's shards, segment it and write its outputs: a run.json record."""
         try:
-            vw = vs.merge_shards(results, plan, ctx.T, ctx.stride)
-            return vs.finalize_video(vw, ctx)
+            vw = merge_shards(results, plan, ctx.T, ctx.stride)
+            return finalize_video(vw, ctx)
         except VideoError as exc:
             return {"status": "failed", "reason": f"export: {exc.reason}"}
         except Exception as exc:  # noqa: BLE001 - reported per video, the job goes on

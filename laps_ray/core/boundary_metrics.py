@@ -36,11 +36,18 @@ from scipy.optimize import linear_sum_assignment
 
 DEFAULT_TOLERANCES_SEC: tuple[float, ...] = (2.0, 5.0)
 # Half a frame at 30 fps. Contiguous segments built from frame indices share the exact same float, so
-# any small value merges them; pass 0.5 / fps when the frame rate is known.
+# any small value merges them; pass merge_tol_for_fps(fps) when the frame rate is known.
 DEFAULT_MERGE_TOL_SEC = 0.5 / 30.0
 _FLOAT_SLACK_SEC = 1e-9
 
 SegmentLike = Sequence[Any]  # (start_sec, end_sec, ...): a tuple, a list or an io.labels.Segment
+
+
+def merge_tol_for_fps(fps: float) -> float:
+    """THE merge tolerance of a video scored at ``fps`` frames per second: half a frame (seconds)."""
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return 0.5 / fps
 
 
 def fmt_num(x: float) -> str:

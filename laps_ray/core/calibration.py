@@ -176,6 +176,85 @@ def pseudo_labels(
     return np.asarray(values, dtype=np.float64) >= thr, thr
 
 
+def pooled_pseudo_labels(
+    series: Sequence[np.ndarray], use: Sequence[np.ndarray], method: str = DEFAULT_LABEL_METHOD
+) -> tuple[list[np.ndarray], float]:
+    """Pseudo-labels of several videos from one threshold fitted on their pooled windows.
+
+    One threshold over all videos (not one per video): a video that is mostly rest, or mostly action,
+    would otherwise get a cut inside its majority class.
+
+    Args:
+        series: per video, (W_i,) proxy values (e.g. velocity energy).
+        use: per video, bool (W_i,) windows that take part; their values must be finite.
+        method: one of :data:`LABEL_METHODS`.
+
+    Returns:
+        ``(labels, threshold)``: per video bool (W_i,) ``value >= threshold`` (False outside ``use``).
+
+    Raises:
+        CalibrationError: no window takes part, or the label rule fails on the pooled values.
+    """
+    pooled = np.concatenate([np.asarray(s, dtype=np.float64)[u] for s, u in zip(series, use)])
+    pooled_labels, thr = pseudo_labels(pooled, method)
+    out, k = [], 0
+    for s, u in zip(series, use):
+        lab = np.zeros(np.shape(s), dtype=bool)
+        n = int(np.count_nonzero(u))
+        lab[u] = pooled_labels[k : k + n]
+        out.append(lab)
+        k += n
+    return out, thr
+
+
+def gt_window_labels(
+    t_start: np.ndarray, t_end: np.ndarray, segments: Sequence[Sequence[Any]], background: Sequence[str]
+) -> np.ndarray:
+    """bool (W,): a window is active iff its mid-time ``(t_start + t_end) / 2`` lies in a GT segment
+    ``[start_sec, end_sec)`` whose label is not in ``background`` (segments without a label are active).
+
+    Args:
+        t_start, t_end: (W,) seconds of each window's first and last frame.
+        segments: ``(start_sec, end_sec[, label, ...])`` items.
+        background: labels meaning "no action".
+    """
+    mid = 0.5 * (np.asarray(t_start, dtype=np.float64) + np.asarray(t_end, dtype=np.float64))
+    active = np.zeros(mid.shape, dtype=bool)
+    bg = set(background)
+    for seg in segments:
+        label = seg[2] if len(seg) > 2 else None
+        if label is not None and label in bg:
+            continue
+        active |= (mid >= float(seg[0])) & (mid < float(seg[1]))
+    return active
+
+
+def active_runs(active: np.ndarray, min_windows: int = 1) -> list[tuple[int, int]]:
+    """Runs ``(first, last)`` (inclusive window indices) of consecutive active windows, at least
+    ``min_windows`` long, in order."""
+    a = np.asarray(active, dtype=np.int8).reshape(-1)
+    edges = np.diff(np.concatenate([[0], a, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(int(s), int(e)) for s, e in zip(starts, ends) if e - s + 1 >= min_windows]
+
+
+def runs_to_frames(
+    runs: Sequence[tuple[int, int]], T: int, stride: int, num_frames: int
+) -> list[tuple[int, int]]:
+    """Processed frames ``(first, last)`` (inclusive) of window runs (pseudo-label segments).
+
+    Windows overlap, so a window stands for the ``stride`` frames around its centre frame
+    ``w * stride + T // 2``: window ``w`` covers ``[c - stride // 2, c - stride // 2 + stride - 1]``;
+    a run of windows covers its windows' frames, clamped to ``0 .. num_frames - 1``.
+    """
+    shift = T // 2 - stride // 2
+    last = num_frames - 1
+    return [
+        (min(max(a * stride + shift, 0), last), min(max(b * stride + shift + stride - 1, 0), last))
+        for a, b in runs
+    ]
+
+
 def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
     """ROC AUC = P(score of a random positive > score of a random negative), ties counting 1/2.
 

@@ -34,6 +34,7 @@ from laps_ray.core.boundary_metrics import (
     boundary_scores,
     fmt_num,
     match_boundaries,
+    merge_tol_for_fps,
     prf,
     segment_boundaries,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "label_runs",
     "levenshtein",
     "match_boundaries",
+    "merge_tol_for_fps",
     "prf",
     "segment_boundaries",
     "segment_confidence",

@@ -71,3 +71,34 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (NaN/inf are rejected, not written as invalid JSON)."""
     write_text_atomic(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+class OutputDirError(ValueError):
+    """An output folder cannot be used; the message names it and the reason (one line for the user)."""
+
+
+def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
+    """Create the folder ``path`` (and its parents) and check that files can be written into it.
+
+    Called before Ray starts and before anything is deleted, so an unusable output path is one line
+    naming it, not a traceback after minutes of work.
+
+    Raises:
+        OutputDirError: ``path`` is a file, or cannot be created or written (the reason from the OS).
+    """
+    import tempfile
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".laps_write_check.", suffix=".tmp", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise OutputDirError(f"{what} {out}: is a file, not a folder") from None
+    except NotADirectoryError:
+        raise OutputDirError(f"{what} {out}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise OutputDirError(f"{what} {out}: cannot write there ({reason})") from None
+    return out

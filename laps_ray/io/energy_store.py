@@ -14,9 +14,10 @@ another one without decoding the video again). Gated windows have ``codes: null`
 ``energies`` value may be ``null`` (e.g. no velocities for a pre-gated window); it is read as NaN.
 
 :func:`read_energy_jsonl` reads one file into arrays (:class:`EnergyTrack`); :func:`find_energy_files`
-and :func:`read_run_meta` find the videos of an output folder and their window geometry;
-:func:`processed_frames_to_sec` maps the state machine's processed-frame indices to seconds. Nothing
-here imports Ray or video libraries: sweeps run on these arrays alone.
+and :func:`read_run_meta` find the videos of an output folder and their window geometry. Processed
+frames map to seconds through the video's ``timeline.npz`` (``laps_ray.io.exports.read_timeline``,
+THE rule of ``laps_ray.core.timeline``), never through these windows' times. Nothing here imports
+Ray or video libraries: sweeps run on these arrays alone.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from laps_ray.io.exports import ENERGY_FILE, SEGMENTS_FILE
+
 logger = logging.getLogger(__name__)
 
-ENERGY_FILE = "energy.jsonl"
-SEGMENTS_FILE = "segments.json"
 # Series names accepted by EnergyTrack.series besides the keys of ``energies``.
 RECORDED = ("energy", "energy_smooth")
 
@@ -307,43 +308,3 @@ def read_run_meta(video_dir: str | Path) -> RunMeta:
         segmentation=seg if isinstance(seg, dict) else {},
         num_frames=num(params, "num_frames", int),
     )
-
-
-def frame_time_knots(track: EnergyTrack, T: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolation knots ``(processed_frames, seconds)`` of a video's windows.
-
-    Window ``w`` covers processed frames ``w*stride .. w*stride + T - 1``, whose times are its
-    ``t_start`` and ``t_end``. A frame shared by two windows gives one knot; times never decrease.
-
-    Returns:
-        float64 ``(K,)`` strictly increasing frames and ``(K,)`` non-decreasing seconds.
-    """
-    if T < 1 or stride < 1:
-        raise ValueError(f"invalid window geometry T={T}, stride={stride}")
-    w = track.window
-    xp = np.concatenate([w * stride, w * stride + T - 1]).astype(np.float64)
-    fp = np.concatenate([track.t_start, track.t_end])
-    order = np.argsort(xp, kind="stable")
-    xp, fp = xp[order], fp[order]
-    keep = np.concatenate([[True], np.diff(xp) > 0])
-    return xp[keep], np.maximum.accumulate(fp[keep])
-
-
-def processed_frames_to_sec(
-    frames: np.ndarray | list[float], track: EnergyTrack, T: int, stride: int
-) -> np.ndarray:
-    """Map processed-frame indices (as the state machine reports them) to seconds.
-
-    Linear interpolation between the knots of :func:`frame_time_knots`, clamped at the ends (a padded
-    last window ends at the video's last real frame).
-
-    Args:
-        frames: processed-frame indices (fractional allowed).
-        track: the video's windows.
-        T, stride: window geometry the energies were computed with.
-
-    Returns:
-        float64 seconds, same shape as ``frames``.
-    """
-    xp, fp = frame_time_knots(track, T, stride)
-    return np.interp(np.asarray(frames, dtype=np.float64), xp, fp)

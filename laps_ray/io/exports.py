@@ -199,15 +199,24 @@ def write_codes_sidecar(
 
 def write_timeline(path: str | Path, timeline: SourceTimeline) -> None:
     """``timeline.npz``: ``index`` (F,) int64, ``t`` (F,) float64, ``last_source_frame`` and
-    ``source_fps`` (0-d) of a video's processed frames, written atomically (:func:`read_timeline`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            index=np.asarray(timeline.index, dtype=np.int64),
-            t=np.asarray(timeline.t, dtype=np.float64),
-            last_source_frame=np.int64(timeline.last_source_frame),
-            source_fps=np.float64(timeline.source_fps),
-        )
+    ``source_fps`` (0-d) of a video's processed frames, written atomically (:func:`read_timeline`).
+
+    Byte-deterministic (``np.savez`` stamps every zip entry with the current time, so two runs
+    would differ): the entries carry a fixed date and are stored uncompressed.
+    """
+    import zipfile
+
+    arrays = {
+        "index": np.asarray(timeline.index, dtype=np.int64),
+        "t": np.asarray(timeline.t, dtype=np.float64),
+        "last_source_frame": np.asarray(timeline.last_source_frame, dtype=np.int64),
+        "source_fps": np.asarray(timeline.source_fps, dtype=np.float64),
+    }
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, arr, allow_pickle=False)
 
 
 def read_timeline(path: str | Path) -> SourceTimeline | None:

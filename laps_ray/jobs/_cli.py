@@ -55,6 +55,21 @@ class Flag:
     const: Any = True
 
 
+# Flags several jobs share, declared once (a job's FLAGS tuple lists them next to its own).
+INPUT = Flag("--input", "input", "video file or folder")
+OUTPUT = Flag("--output", "output", "output folder")
+CHECKPOINT = Flag(
+    "--checkpoint", "tokenizer.checkpoint", "tokenizer checkpoint dir (default: the shipped one)"
+)
+REPORT = Flag("--report", "report", "calibration report (JSON) to read the threshold from")
+REPORT_KEY = Flag(
+    "--report-key", "report_key", "dotted key of the threshold, e.g. quantized.smoothed.best_f1.thr"
+)
+NUM_ACTORS = Flag("--num-actors", "resources.num_actors", "actors (default: fill the cluster)", type=int)
+STRICT = Flag("--strict", "strict", "exit non-zero if any video failed", switch=True)
+OVERWRITE = Flag("--overwrite", "overwrite", "redo complete outputs too", switch=True)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--config FILE.yaml``, ``--log-level``, ``--address`` and trailing ``key.sub=value`` overrides."""
     parser.add_argument("--config", type=Path, default=None, help="YAML config file (see configs/)")

@@ -3,7 +3,7 @@ outputs checked before work, progress, and the ``run.json`` manifest.
 
 * :func:`init_ray` joins the cluster a job belongs to or starts a private local one, and says which
   and why; jobs call it inside ``run`` once their inputs are checked.
-* :func:`list_inputs` / :func:`record_unreadable` / :func:`prepare_output_dir`: inputs and outputs
+* :func:`list_inputs` / :func:`record_unreadable` (and ``io.atomic.prepare_output_dir``): inputs and outputs
   checked before Ray starts or anything is deleted.
 * :func:`item_key` / :func:`previous_items`: ``run.json`` keys and the records a re-run keeps
   (:class:`laps_ray.io.run_manifest.RunManifest` writes ``run.json``).
@@ -195,33 +195,6 @@ def record_lost(manifest: RunManifest, keys: Sequence[str], address: str, noun: 
         f"lost the Ray cluster at {address} (it was stopped or crashed) with {len(keys)} {noun}(s) "
         f"unfinished, marked 'interrupted' in {manifest.path}; run the same command again to resume"
     )
-
-
-def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
-    """Create the folder ``path`` (and its parents) and check that files can be written into it.
-
-    Called before Ray starts and before anything is deleted, so an unusable output path is one line
-    naming it, not a traceback after minutes of work.
-
-    Raises:
-        JobError: ``path`` is a file, or cannot be created or written (the reason from the OS).
-    """
-    import tempfile
-
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".laps_write_check.", suffix=".tmp", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except FileExistsError:
-        raise JobError(f"{what} {out}: is a file, not a folder") from None
-    except NotADirectoryError:
-        raise JobError(f"{what} {out}: a parent of it is a file, not a folder") from None
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise JobError(f"{what} {out}: cannot write there ({reason})") from None
-    return out
 
 
 @contextmanager

@@ -16,9 +16,9 @@ when an energy does not separate the labels). Then segment with the threshold::
 
     python -m laps_ray.jobs.segment_folder ... --report calib.json --report-key quantized.smoothed.best_f1.thr
 
-**Labels** (one per window):
+**Labels** (one per window; ``laps_ray.pipeline.calibration_data``, shared with ``sweep_thresholds``):
 
-* with ``--gt`` (LAPS JSON or MS-TCN label files, see ``laps_ray.jobs.evaluate``): a window is
+* with ``--gt`` (LAPS JSON or MS-TCN label files, see ``laps_ray.io.ground_truth``): a window is
   *active* iff its mid-time ``(t_start + t_end) / 2`` lies in a GT segment whose label is not in
   ``labels.background_labels`` (default ``[background, SIL]``; GT segments without a label are
   active). Per-frame GT tiles the whole video, so the background labels are what make "rest";
@@ -57,28 +57,23 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import check, check_choice, to_dict
-from laps_ray.core.calibration import (
-    LABEL_METHODS,
-    CalibrationError,
-    label_threshold,
-    roc_auc,
-    threshold_search,
-)
+from laps_ray.core.calibration import LABEL_METHODS, CalibrationError, roc_auc, threshold_search
 from laps_ray.core.smoothing import SmoothingConfig, smooth
-from laps_ray.io.energy_store import (
-    EnergyFormatError,
-    EnergyTrack,
-    find_energy_files,
-    read_energy_jsonl,
-    read_run_meta,
-)
+from laps_ray.io.energy_store import EnergyTrack
 from laps_ray.io.reports import CRITERIA, REPORT_FORMAT, report_key, threshold_keys, write_report
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
+from laps_ray.pipeline.calibration_data import (
+    DEFAULT_BACKGROUND_LABELS,
+    CachedVideo,
+    CalibrationData,
+    fed_series,
+    read_cached_videos,
+    with_ground_truth,
+    with_pseudo_labels,
+)
 
 log = logging.getLogger("laps_ray.calibrate")
-
-DEFAULT_BACKGROUND_LABELS = ["background", "SIL"]
 
 
 @dataclass
@@ -140,29 +135,6 @@ class CalibrateResult:
     exit_code: int = 0
 
 
-@dataclass
-class _Video:
-    stem: str
-    track: EnergyTrack
-    use: np.ndarray  # bool (W,) windows that take part
-    labels: np.ndarray  # bool (W,)
-
-
-def gt_window_labels(
-    t_start: np.ndarray, t_end: np.ndarray, segments: list, background: list[str] | set[str]
-) -> np.ndarray:
-    """bool (W,): window mid-time inside a GT segment whose label is not background (rule above)."""
-    mid = 0.5 * (np.asarray(t_start, dtype=np.float64) + np.asarray(t_end, dtype=np.float64))
-    active = np.zeros(mid.shape, dtype=bool)
-    bg = set(background)
-    for seg in segments:
-        label = seg[2] if len(seg) > 2 else None
-        if label is not None and label in bg:
-            continue
-        active |= (mid >= float(seg[0])) & (mid < float(seg[1]))
-    return active
-
-
 def _stats(x: np.ndarray) -> dict[str, float]:
     q = np.quantile(x, [0.1, 0.25, 0.5, 0.75, 0.9])
     return {
@@ -173,103 +145,57 @@ def _stats(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def _load(cfg: CalibrateJobConfig) -> dict[str, EnergyTrack]:
-    files = find_energy_files(cfg.energy)
-    tracks: dict[str, EnergyTrack] = {}
-    for stem, path in files.items():
-        tracks[stem] = read_energy_jsonl(path)
-        recorded = read_run_meta(path.parent).energy.get("smoothing")
-        if isinstance(recorded, dict):
-            mine = to_dict(cfg.smoothing)
-            diff = {k: (recorded[k], mine[k]) for k in ("method", "alpha", "window") if k in recorded}
-            diff = {k: v for k, v in diff.items() if v[0] != v[1]}
-            if diff:
-                log.warning(
-                    "%s was segmented with other smoothing (%s); the 'smoothed' thresholds use this "
-                    "job's smoothing, so set the same one in segment_folder",
-                    stem,
-                    ", ".join(f"{k}: run {a} vs here {b}" for k, (a, b) in diff.items()),
-                )
-    return tracks
-
-
-def _labels(
-    cfg: CalibrateJobConfig, tracks: dict[str, EnergyTrack], warnings: list[str]
-) -> tuple[list[_Video], dict[str, Any]]:
-    videos: list[_Video] = []
-    if cfg.gt:
-        from laps_ray.jobs.evaluate import load_ground_truth
-
-        gts = load_ground_truth(cfg.gt, cfg.fps)
-        without = sorted(set(tracks) - set(gts))
-        if without:
-            msg = f"{len(without)} video(s) without ground truth left out: {', '.join(without)}"
-            log.warning(msg)
-            warnings.append(msg)
-        stems = sorted(set(tracks) & set(gts))
-        if not stems:
-            raise rt.JobError(
-                f"no energy video has ground truth: energy stems {sorted(tracks)[:5]}, "
-                f"GT stems {sorted(gts)[:5]}"
+def _warn_other_smoothing(cfg: CalibrateJobConfig, cached: dict[str, CachedVideo]) -> None:
+    """The 'smoothed' thresholds use this job's smoothing: say so when a video was segmented with another."""
+    mine = to_dict(cfg.smoothing)
+    for stem, v in cached.items():
+        recorded = v.meta.energy.get("smoothing")
+        if not isinstance(recorded, dict):
+            continue
+        diff = {k: (recorded[k], mine[k]) for k in ("method", "alpha", "window") if k in recorded}
+        diff = {k: d for k, d in diff.items() if d[0] != d[1]}
+        if diff:
+            log.warning(
+                "%s was segmented with other smoothing (%s); the 'smoothed' thresholds use this "
+                "job's smoothing, so set the same one in segment_folder",
+                stem,
+                ", ".join(f"{k}: run {a} vs here {b}" for k, (a, b) in diff.items()),
             )
-        for stem in stems:
-            tr = tracks[stem]
-            use = np.ones(tr.num_windows, dtype=bool) if cfg.include_gated else ~tr.gated
-            lab = gt_window_labels(tr.t_start, tr.t_end, gts[stem].segments, cfg.labels.background_labels)
-            videos.append(_Video(stem, tr, use, lab))
-        pooled = np.concatenate([v.labels[v.use] for v in videos])
-        info: dict[str, Any] = {
-            "kind": "ground_truth",
-            "gt": str(cfg.gt),
-            "rule": "active iff the window's mid-time lies in a GT segment whose label is not in "
-            "background_labels (unlabelled GT segments are active)",
-            "background_labels": list(cfg.labels.background_labels),
-        }
-        if pooled.size and pooled.all():
-            raise rt.JobError(
-                "ground truth marks every window active: its segments tile the video and none has a label "
-                f"in labels.background_labels={cfg.labels.background_labels}; list the rest labels there"
-            )
-    else:
-        proxy = cfg.labels.proxy
-        series = {s: tracks[s].series(proxy) for s in sorted(tracks)}
-        uses = {}
-        for stem, tr in sorted(tracks.items()):
-            base = np.ones(tr.num_windows, dtype=bool) if cfg.include_gated else ~tr.gated
-            uses[stem] = base & np.isfinite(series[stem])
-        values = np.concatenate([series[s][uses[s]] for s in sorted(tracks)])
-        if values.size == 0:
-            raise rt.JobError(f"no window with a finite {proxy!r} value to build pseudo-labels from")
-        try:
-            thr = label_threshold(values, cfg.labels.method)
-        except CalibrationError as exc:
-            raise rt.JobError(f"pseudo-labels from {proxy!r} with {cfg.labels.method}: {exc}") from exc
-        for stem in sorted(tracks):
-            videos.append(_Video(stem, tracks[stem], uses[stem], series[stem] >= thr))
-        info = {
-            "kind": "pseudo",
-            "method": cfg.labels.method,
-            "proxy": proxy,
-            "label_threshold": float(thr),
-            "rule": f"active iff {proxy} >= label_threshold",
-        }
-    pooled = np.concatenate([v.labels[v.use] for v in videos])
-    info.update(n=int(pooled.size), n_pos=int(pooled.sum()), n_neg=int(pooled.size - pooled.sum()))
-    info["n_gated_excluded"] = 0 if cfg.include_gated else int(sum(v.track.gated.sum() for v in videos))
-    return videos, info
+
+
+def _labels(cfg: CalibrateJobConfig, cached: dict[str, CachedVideo], warnings: list[str]) -> CalibrationData:
+    """Window labels from ground truth or pseudo-labels (``laps_ray.pipeline.calibration_data``)."""
+    try:
+        if cfg.gt:
+            bg = cfg.labels.background_labels
+            data = with_ground_truth(cached, cfg.gt, cfg.fps, bg, cfg.include_gated)
+        else:
+            data = with_pseudo_labels(cached, cfg.labels.proxy, cfg.labels.method, cfg.include_gated)
+    except ValueError as exc:  # no GT stem in common, no usable proxy value, a failed label rule
+        raise rt.JobError(str(exc)) from exc
+    if data.left_out:
+        warnings.append(
+            f"{len(data.left_out)} video(s) without ground truth left out: {', '.join(data.left_out)}"
+        )
+    info = data.info
+    if info["kind"] == "ground_truth" and info["n"] and info["n_pos"] == info["n"]:
+        raise rt.JobError(
+            "ground truth marks every window active: its segments tile the video and none has a label "
+            f"in labels.background_labels={cfg.labels.background_labels}; list the rest labels there"
+        )
+    info["n_gated_excluded"] = 0 if cfg.include_gated else int(sum(v.track.gated.sum() for v in data.videos))
+    return data
 
 
 def _variants(track: EnergyTrack, source: str, smoothing: SmoothingConfig) -> dict[str, np.ndarray]:
-    raw = track.series(source)
-    # Gated windows have no value for some series (null -> NaN); the stream feeds them as 0.
-    fed = np.where(np.isfinite(raw), raw, 0.0)
-    return {"raw": raw, "smoothed": smooth(fed, smoothing)}
+    return {"raw": track.series(source), "smoothed": smooth(fed_series(track, source), smoothing)}
 
 
-def calibrate(cfg: CalibrateJobConfig, tracks: dict[str, EnergyTrack]) -> dict[str, Any]:
-    """The report (format in ``laps_ray.io.reports``) for already-read energy tracks."""
+def calibrate(cfg: CalibrateJobConfig, cached: dict[str, CachedVideo]) -> dict[str, Any]:
+    """The report (format in ``laps_ray.io.reports``) for already-read cached videos."""
     warnings: list[str] = []
-    videos, labels_info = _labels(cfg, tracks, warnings)
+    data = _labels(cfg, cached, warnings)
+    videos, labels_info = data.videos, data.info
     for src in cfg.sources:
         for v in videos:
             v.track.series(src)  # a missing series is an error naming the file and what it has
@@ -340,10 +266,11 @@ def run(cfg: CalibrateJobConfig) -> CalibrateResult:
     check(bool(cfg.output), "output", "is required (--output report.json)")
     t0 = time.time()
     try:
-        tracks = _load(cfg)
-    except EnergyFormatError as exc:
+        cached = read_cached_videos(cfg.energy)  # no timelines: calibration never maps frames to seconds
+    except ValueError as exc:  # a malformed energy.jsonl or segments.json
         raise rt.JobError(str(exc)) from exc
-    report = calibrate(cfg, tracks)
+    _warn_other_smoothing(cfg, cached)
+    report = calibrate(cfg, cached)
     out = Path(cfg.output)
     write_report(out, report)
     code = 1 if cfg.strict and report["warnings"] else 0

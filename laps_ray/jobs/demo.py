@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from laps_ray.config import check, load_config
-from laps_ray.io.atomic import write_json_atomic, write_text_atomic
-from laps_ray.jobs import _runtime as rt
+from laps_ray.io.atomic import prepare_output_dir, write_json_atomic, write_text_atomic
 from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.demo")
@@ -118,7 +117,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     from laps_ray.jobs import calibrate, evaluate, preprocess, segment_folder, sweep_thresholds
 
     t0 = time.time()
-    out = rt.prepare_output_dir(cfg.output)
+    out = prepare_output_dir(cfg.output)
     steps: dict[str, dict[str, Any]] = {}
     actors = [f"resources.num_actors={cfg.num_actors}"]
 

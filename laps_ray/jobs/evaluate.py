@@ -13,7 +13,7 @@ Options: ``--config configs/evaluate.yaml`` and ``key=value`` overrides (e.g.
 prediction is missing). Outputs: ``<output>/metrics.json`` (per video + summary + the conventions
 used), ``<output>/metrics.md`` (a markdown table) and ``<output>/config.yaml``.
 
-**Ground truth** (``--gt DIR``), per video stem, either format:
+**Ground truth** (``--gt DIR``), per video stem, either format (read by ``laps_ray.io.ground_truth``):
 
 * LAPS segments JSON ``<stem>.json`` or ``<stem>_segments.json``: ``{"video", "video_duration_sec",
   "segments": [{"start_sec", "end_sec", ["label"]}]}``;
@@ -29,9 +29,10 @@ as an *empty* prediction (no segment; every frame uncovered), logged as a warnin
 **Conventions** (also written into metrics.json):
 
 * Boundary P/R/F1 (fractions 0-1) at each tolerance in seconds, optimal one-to-one matching, shared
-  boundaries of adjacent segments counted once, the video's own edges not boundaries
-  (``core.boundary_metrics``); summary = unweighted mean over videos (+ pooled counts). GT boundaries
-  come from *every* GT segment, background runs included (a SIL|action cut is a boundary).
+  boundaries of adjacent segments counted once (points within half a frame of the frame rate below),
+  the video's own edges not boundaries (``core.boundary_metrics``); summary = unweighted mean over
+  videos (+ pooled counts). GT boundaries come from *every* GT segment, background runs included
+  (a SIL|action cut is a boundary).
 * Frame metrics (MS-TCN's definitions, percent 0-100; ``core.segment_metrics``): predictions are
   rasterised at the GT frame rate (LAPS-JSON GT: at ``--fps``, else the prediction's source fps, else
   30 fps with a warning); a frame no predicted segment covers gets ``uncovered_label`` (set it to
@@ -52,7 +53,6 @@ as an *empty* prediction (no segment; every frame uncovered), logged as a warnin
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -70,26 +70,26 @@ from laps_ray.core.metrics import (
     detection_map,
     fmt_num,
     hungarian_label_map,
+    merge_tol_for_fps,
     segmentation_metrics,
 )
-from laps_ray.core.segment_metrics import LABEL_MAPPINGS, UNMATCHED_PREFIX, overlap_key
+from laps_ray.core.segment_metrics import LABEL_MAPPINGS, UNMATCHED_PREFIX
 from laps_ray.io.atomic import write_json_atomic, write_text_atomic
-from laps_ray.io.labels import (
-    LabelFormatError,
-    Segment,
-    frames_to_segments,
-    read_frame_labels,
-    read_laps_segments,
-    segments_to_frames,
+from laps_ray.io.ground_truth import (
+    PRED_FORMATS,
+    GroundTruth,
+    Prediction,
+    find_prediction,
+    load_ground_truth,
+    prediction_stems,
+    run_status,
+    scoring_fps,
 )
+from laps_ray.io.labels import LabelFormatError, Segment, segments_to_frames
+from laps_ray.io.metrics_table import markdown_table
 from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.evaluate")
-
-PRED_FORMATS = ("auto", "segments", "frames")
-NOT_PREDICTIONS = ("run.json", "config.json", "metrics.json")  # files of a job's output folder
-FALLBACK_FPS = 30.0
-FRAME_SUFFIXES = ("", ".txt")
 
 
 @dataclass
@@ -134,157 +134,6 @@ class EvaluateJobConfig:
         check(all(0 < k <= 1 for k in self.overlaps), "overlaps", "must be in (0, 1]")
         check(all(0 < k <= 1 for k in self.iou_thresholds), "iou_thresholds", "must be in (0, 1]")
         check(bool(self.uncovered_label), "uncovered_label", "must be a non-empty label")
-
-
-# --------------------------------------------------------------------------------------------
-# Ground truth and predictions (also used by calibrate and sweep_thresholds)
-
-
-@dataclass
-class GroundTruth:
-    """One video's ground truth.
-
-    Attributes:
-        stem: video stem.
-        path: the file read.
-        kind: ``laps_json`` or ``frames``.
-        duration: seconds.
-        segments: segments in seconds; for ``frames`` every run of equal labels (background included).
-        frames: per-frame labels (``frames`` only).
-        fps: label frame rate (``frames`` only).
-    """
-
-    stem: str
-    path: Path
-    kind: str
-    duration: float
-    segments: list[Segment]
-    frames: list[str] | None = None
-    fps: float | None = None
-
-
-def _laps_stem(path: Path) -> str:
-    name = path.name[: -len(".json")]
-    return name[: -len("_segments")] if name.endswith("_segments") else name
-
-
-def load_ground_truth(gt: str | Path, fps: float = 0.0) -> dict[str, GroundTruth]:
-    """``{stem: GroundTruth}`` from a folder (or one file) of LAPS JSON and/or MS-TCN label files.
-
-    ``<stem>.json`` / ``<stem>_segments.json`` are LAPS JSON; files without a suffix or ending in
-    ``.txt`` are per-frame labels (need ``fps`` > 0); hidden files and other suffixes (README.md, ...)
-    are skipped.
-
-    Raises:
-        FileNotFoundError: ``gt`` does not exist or holds no ground-truth file.
-        LabelFormatError: a malformed file, per-frame files without ``fps``, or two files for one stem.
-    """
-    root = Path(gt)
-    if not root.exists():
-        raise FileNotFoundError(f"ground truth {root}: no such file or folder")
-    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
-    out: dict[str, GroundTruth] = {}
-    for p in files:
-        if p.name.startswith("."):
-            continue
-        if p.suffix == ".json":
-            stem = _laps_stem(p)
-            _, duration, segments = read_laps_segments(p)
-            item = GroundTruth(stem, p, "laps_json", duration, segments)
-        elif p.suffix in FRAME_SUFFIXES:
-            if not fps or fps <= 0:
-                raise LabelFormatError(f"{p}: per-frame label file, but no frame rate given (pass --fps)")
-            stem = p.stem if p.suffix else p.name
-            frames = read_frame_labels(p)
-            item = GroundTruth(
-                stem, p, "frames", len(frames) / fps, frames_to_segments(frames, fps), frames, fps
-            )
-        else:
-            log.debug("ground truth: skipping %s (not .json, .txt or suffix-less)", p)
-            continue
-        if stem in out:
-            raise LabelFormatError(f"ground truth for {stem!r} twice: {out[stem].path} and {p}")
-        out[stem] = item
-    if not out:
-        raise FileNotFoundError(
-            f"ground truth {root}: no <stem>.json, <stem>_segments.json or per-frame label file in it"
-        )
-    return out
-
-
-@dataclass
-class Prediction:
-    """One video's prediction.
-
-    Attributes:
-        stem: video stem.
-        path: file read, None when missing.
-        kind: ``segments`` (JSON), ``frames`` (label file) or ``missing``.
-        segments: predicted segments in seconds (``score`` = mean_energy when recorded).
-        frames: per-frame labels (``frames`` only).
-        source_fps: the video's frame rate recorded in segments.json, if any.
-    """
-
-    stem: str
-    path: Path | None
-    kind: str
-    segments: list[Segment]
-    frames: list[str] | None = None
-    source_fps: float | None = None
-
-
-def _segments_fps(path: Path) -> float | None:
-    try:
-        v = json.loads(path.read_text()).get("fps")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
-
-
-def find_prediction(pred: Path, stem: str, fps: float, pred_format: str = "auto") -> Prediction:
-    """The prediction of ``stem`` under ``pred`` (search order in the module docstring)."""
-    if pred_format in ("auto", "segments"):
-        for p in (pred / stem / "segments.json", pred / f"{stem}.json", pred / f"{stem}_segments.json"):
-            if p.is_file():
-                _, _, segments = read_laps_segments(p)
-                return Prediction(stem, p, "segments", segments, source_fps=_segments_fps(p))
-    if pred_format in ("auto", "frames"):
-        for p in (pred / stem, pred / f"{stem}.txt"):
-            if p.is_file():
-                if not fps or fps <= 0:
-                    raise LabelFormatError(f"{p}: per-frame prediction, but no frame rate given (pass --fps)")
-                frames = read_frame_labels(p)
-                return Prediction(stem, p, "frames", frames_to_segments(frames, fps), frames)
-    return Prediction(stem, None, "missing", [])
-
-
-def run_status(pred: Path) -> dict[str, str]:
-    """``{stem: "status: reason"}`` from a segment_folder ``run.json`` beside the predictions, if any."""
-    try:
-        items = json.loads((pred / "run.json").read_text()).get("items", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    out = {}
-    for key, entry in items.items() if isinstance(items, dict) else ():
-        if isinstance(entry, dict):
-            text = str(entry.get("status", "unknown"))
-            if entry.get("reason"):
-                text += f": {entry['reason']}"
-            out[Path(str(key)).stem] = text
-            out[str(key)] = text
-    return out
-
-
-def prediction_stems(pred: Path) -> set[str]:
-    """Stems that have something that looks like a prediction under ``pred``."""
-    stems = {p.parent.name for p in pred.glob("*/segments.json")}
-    for p in pred.iterdir():
-        if p.is_file() and not p.name.startswith(".") and p.name not in NOT_PREDICTIONS:
-            if p.suffix == ".json":
-                stems.add(_laps_stem(p))
-            elif p.suffix in FRAME_SUFFIXES:
-                stems.add(p.stem if p.suffix else p.name)
-    return stems
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,17 +225,10 @@ def evaluate(
     pred_frames: list[np.ndarray] = []
     for stem in stems:
         gt, pred = gts[stem], preds[stem]
-        if gt.fps:
-            fps = gt.fps
-        elif cfg.fps > 0:
-            fps = cfg.fps
-        elif pred.source_fps:
-            fps = pred.source_fps
-        else:
-            fps = FALLBACK_FPS
-            if not warned_fps:
-                log.warning("frame metrics of LAPS-JSON ground truth use %g fps (give --fps to change)", fps)
-                warned_fps = True
+        fps, fallback = scoring_fps(gt, cfg.fps, pred.source_fps)
+        if fallback and not warned_fps:
+            log.warning("frame metrics of LAPS-JSON ground truth use %g fps (give --fps to change)", fps)
+            warned_fps = True
         g = np.asarray(_gt_frames(gt, fps, uncovered))
         p = np.asarray(_pred_frames(pred, fps, g.size, uncovered))
         gt_frames.append(g)
@@ -401,7 +243,9 @@ def evaluate(
             "num_frames": int(g.size),
             "num_gt_segments": len(gt.segments),
             "num_pred_segments": len(pred.segments),
-            **boundary_metrics(pred.segments, gt.segments, gt.duration, cfg.tolerances_sec, 0.5 / fps),
+            **boundary_metrics(
+                pred.segments, gt.segments, gt.duration, cfg.tolerances_sec, merge_tol_for_fps(fps)
+            ),
         }
 
     if cfg.label_mapping == "global":
@@ -490,65 +334,22 @@ def run(cfg: EvaluateJobConfig) -> EvaluateResult:
         "config": to_dict(cfg),
     }
     write_json_atomic(out_dir / "metrics.json", doc)
-    write_text_atomic(out_dir / "metrics.md", markdown_table(per_video, summary, cfg, missing))
+    write_text_atomic(
+        out_dir / "metrics.md",
+        markdown_table(
+            per_video,
+            summary,
+            missing,
+            cfg.tolerances_sec,
+            cfg.overlaps,
+            f"bg_class={cfg.bg_class}, uncovered frames = {cfg.uncovered_label!r}, "
+            f"label mapping {cfg.label_mapping}",
+        ),
+    )
     code = 1 if cfg.strict and missing else 0
     return EvaluateResult(
         out_dir, summary, per_video, missing, time.time() - t0, list(cfg.tolerances_sec), code
     )
-
-
-def _f(x: Any, pct: bool = False) -> str:
-    return "-" if x is None else (f"{x:.1f}" if pct else f"{x:.3f}")
-
-
-def markdown_table(
-    per_video: dict[str, dict[str, Any]], summary: dict[str, Any], cfg: EvaluateJobConfig, missing: list[str]
-) -> str:
-    """Markdown: one row per video and a summary row; mAP and conventions below."""
-    tols = [fmt_num(t) for t in cfg.tolerances_sec]
-    ks = [overlap_key(k) for k in cfg.overlaps]
-    head = ["video", "pred", "#GT", "#pred"]
-    for t in tols:
-        head += [f"P@{t}s", f"R@{t}s", f"F1@{t}s"]
-    head += ks + ["Edit", "MoF"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def cells(row: dict[str, Any]) -> list[str]:
-        out = []
-        for t in tols:
-            out += [_f(row.get(f"boundary/{m}@{t}s")) for m in ("precision", "recall", "f1")]
-        return (
-            out + [_f(row.get(k), True) for k in ks] + [_f(row.get("edit"), True), _f(row.get("mof"), True)]
-        )
-
-    for stem, row in per_video.items():
-        status = "**MISSING**" if row["missing"] else "ok"
-        lines.append(
-            "| "
-            + " | ".join(
-                [stem, status, str(row["num_gt_segments"]), str(row["num_pred_segments"]), *cells(row)]
-            )
-            + " |"
-        )
-    n_gt = sum(r["num_gt_segments"] for r in per_video.values())
-    n_pred = sum(r["num_pred_segments"] for r in per_video.values())
-    lines.append(
-        "| "
-        + " | ".join(["**all**", f"{len(missing)} missing", str(n_gt), str(n_pred), *cells(summary)])
-        + " |"
-    )
-    maps = ", ".join(f"{k} {summary[k]:.3f}" for k in summary if k.startswith("mAP@"))
-    lines += [
-        "",
-        f"mAP (class-agnostic, confidence = mean_energy): {maps}",
-        "",
-        f"Boundary scores are fractions (optimal matching, summary = mean over videos); "
-        f"{', '.join(ks)}, Edit and MoF are MS-TCN's, in percent (bg_class={cfg.bg_class}, "
-        f"uncovered frames = {cfg.uncovered_label!r}, label mapping {cfg.label_mapping}).",
-    ]
-    if missing:
-        lines += ["", f"**Missing predictions (scored as empty): {', '.join(missing)}**"]
-    return "\n".join(lines) + "\n"
 
 
 def summary_text(r: EvaluateResult) -> str:

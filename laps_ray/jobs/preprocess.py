@@ -35,8 +35,10 @@ from laps_ray.actors.pool import (
 )
 from laps_ray.actors.preprocess_actor import PreprocessWorker
 from laps_ray.config import ResourcesConfig, check
+from laps_ray.io.atomic import prepare_output_dir
 from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.track_store import SUFFIX, TrackStoreError, is_complete, read_meta
+from laps_ray.jobs import _cli as cli
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.pipeline.config import WindowingConfig, section
@@ -89,7 +91,7 @@ def run(cfg: PreprocessJobConfig) -> PreprocessResult:
     root = Path(cfg.input)
     listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
     videos = listing.videos
-    out_dir = rt.prepare_output_dir(cfg.output)
+    out_dir = prepare_output_dir(cfg.output)
     rt.init_ray()
     _remove_stale_temporaries(out_dir)
     manifest = RunManifest.create(out_dir, "preprocess", cfg, input=str(root))
@@ -244,12 +246,12 @@ def summary(r: PreprocessResult) -> str:
 
 
 FLAGS = (
-    Flag("--input", "input", "video file or folder"),
+    cli.INPUT,
     Flag("--output", "output", "output folder for .h5 track files"),
     Flag("--split-seconds", "split_seconds", "cut videos into chunks first", type=float),
     Flag("--check", "check_only", "only validate videos, list broken ones", switch=True),
-    Flag("--strict", "strict", "exit non-zero if any video failed", switch=True),
-    Flag("--num-actors", "resources.num_actors", "actors (default: fill the cluster)", type=int),
+    cli.STRICT,
+    cli.NUM_ACTORS,
 )
 
 

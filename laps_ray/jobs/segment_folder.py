@@ -20,14 +20,14 @@ failed), ``--overwrite``, and ``key.sub=value`` overrides. The threshold is eith
 Work: the driver lists the videos, skips complete ones (``segments.json`` with the same checkpoint and
 config digests), deletes partial ones, predicts each video's processed-frame timeline from packet
 timestamps and cuts it into time shards of ``shard_seconds`` (shard boundaries on global window
-starts, shards overlapping by one window; see ``laps_ray.pipeline.video_segments``). A pool of actors
+starts, shards overlapping by one window; see ``laps_ray.pipeline.shards``). A pool of actors
 (one tracker + tokenizer each; a GPU each only when the cluster has GPUs) runs the shards; when all
 shards of a video are back, one actor merges them and runs smoothing, change points and the state
 machine once for the video and writes its outputs (``segments.json`` last). Sharded and unsharded runs
 write identical outputs. A failed video is recorded in ``run.json`` and the job goes on; a killed
 actor is restarted by Ray and its call retried (outputs are atomic, shard files are rewritten whole).
 
-Outputs: ``<out>/<stem>/{segments.json, energy.jsonl, energy.png, clips/, codes/}`` (formats in
+Outputs: ``<out>/<stem>/{segments.json, energy.jsonl, energy.png, timeline.npz, clips/, codes/}`` (formats in
 ``laps_ray.io.exports``), ``<out>/run.json`` (config, versions, checkpoint digest, per-video status,
 timings, windows/s) and ``<out>/config.yaml``. Two inputs with the same stem get
 ``<relative/path>`` with ``/`` replaced by ``__`` as their folder name.
@@ -62,13 +62,16 @@ from laps_ray.actors.pool import (
 from laps_ray.actors.segment_actor import FaultInjectionConfig, SegmentWorker
 from laps_ray.config import ResourcesConfig, check
 from laps_ray.io import exports as ex
+from laps_ray.io.atomic import prepare_output_dir
 from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.video import VideoError
+from laps_ray.jobs import _cli as cli
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
-from laps_ray.pipeline import video_segments as vs
 from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.pipeline.resolve import ResolvedRun, default_checkpoint, resolve_run, video_context
+from laps_ray.pipeline.shard_run import ShardResult
+from laps_ray.pipeline.shards import ShardSpec, make_shards, plan_timeline, video_duration, windows_per_shard
 
 log = logging.getLogger("laps_ray.segment_folder")
 
@@ -137,7 +140,7 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
     resolved = resolve_run(cfg, cfg.report, cfg.report_key)  # loads the checkpoint once: fails here
     root = Path(cfg.input)
     listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
-    out_dir = rt.prepare_output_dir(cfg.output)
+    out_dir = prepare_output_dir(cfg.output)
     rt.init_ray()
     manifest = RunManifest.create(
         out_dir,
@@ -219,11 +222,11 @@ def _todo(
 
 def _plan(cfg: SegmentJobConfig, todo: list[_Video], manifest: RunManifest) -> list[_Video]:
     """Each video's planned timeline and shards; unreadable videos are recorded as failed."""
-    per_shard = vs.windows_per_shard(cfg.shard_seconds, cfg.decode.target_fps, cfg.stride)
+    per_shard = windows_per_shard(cfg.shard_seconds, cfg.decode.target_fps, cfg.stride)
     planned: list[_Video] = []
     for video in todo:
         try:
-            video.plan = vs.plan_timeline(video.source, cfg.decode.target_fps)
+            video.plan = plan_timeline(video.source, cfg.decode.target_fps)
         except VideoError as exc:
             _clear(video)  # nothing of a failed video is kept (a stale energy.jsonl would feed calibration)
             manifest.record(video.key, {"status": "failed", "reason": exc.reason})
@@ -233,8 +236,8 @@ def _plan(cfg: SegmentJobConfig, todo: list[_Video], manifest: RunManifest) -> l
     return planned
 
 
-def _shards(cfg: SegmentJobConfig, video: _Video, plan: Any, per_shard: int) -> list[vs.ShardSpec]:
-    return vs.make_shards(
+def _shards(cfg: SegmentJobConfig, video: _Video, plan: Any, per_shard: int) -> list[ShardSpec]:
+    return make_shards(
         video.key,
         str(video.source),
         video.out_dir / ex.WORK_DIR,
@@ -345,7 +348,7 @@ class _Job:
             self.close(video, out)
             return []
         video.outstanding -= 1
-        if isinstance(out, vs.ShardResult):
+        if isinstance(out, ShardResult):
             video.results[out.shard] = out
             video.compute_seconds += out.seconds
             self.windows += out.num_windows
@@ -368,7 +371,7 @@ class _Job:
             video.outstanding = len(video.specs)
             return [Task("process_shard", (s,), tag=video.key) for s in video.specs]
         ctx = video_context(
-            self.resolved, video.key, str(video.source), video.out_dir, vs.video_duration(video.plan)
+            self.resolved, video.key, str(video.source), video.out_dir, video_duration(video.plan)
         )
         results = [video.results[k] for k in sorted(video.results)]
         return [Task("finalize", (results, video.plan, ctx), tag=video.key)]  # outputs early
@@ -400,15 +403,15 @@ def summary(r: SegmentResult) -> str:
 
 
 FLAGS = (
-    Flag("--input", "input", "video file or folder"),
-    Flag("--output", "output", "output folder"),
-    Flag("--checkpoint", "tokenizer.checkpoint", "tokenizer checkpoint dir (default: the shipped one)"),
-    Flag("--report", "report", "calibration report (JSON) to read the threshold from"),
-    Flag("--report-key", "report_key", "dotted key of the threshold, e.g. quantized.smoothed.best_f1.thr"),
-    Flag("--num-actors", "resources.num_actors", "actors (default: fill the cluster)", type=int),
+    cli.INPUT,
+    cli.OUTPUT,
+    cli.CHECKPOINT,
+    cli.REPORT,
+    cli.REPORT_KEY,
+    cli.NUM_ACTORS,
     Flag("--shard-seconds", "shard_seconds", "time shard length (0 = none)", type=float),
-    Flag("--strict", "strict", "exit non-zero if any video failed", switch=True),
-    Flag("--overwrite", "overwrite", "redo complete videos too", switch=True),
+    cli.STRICT,
+    cli.OVERWRITE,
 )
 
 

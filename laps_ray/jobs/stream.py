@@ -18,7 +18,8 @@ camera: frames released at their timestamps, windows dropped when compute falls 
 ``--overwrite``, ``--config FILE`` (``configs/stream.yaml``) and ``key.sub=value`` overrides.
 
 Outputs: ``<output>/<name>/`` with segment_folder's layout (``segments.json``, ``energy.jsonl`` with every
-window id once — dropped ones flagged ``"dropped": true`` —, ``clips/``, ``codes/``, ``energy.png``),
+window id once — dropped ones flagged ``"dropped": true`` —, ``clips/``, ``codes/``, ``energy.png``,
+``timeline.npz``),
 ``<output>/config.yaml`` and ``<output>/run.json`` whose ``stream`` block has windows computed and
 dropped (with their true ids), reconnects, per-window latency p50/p95/max and the budget ok-ratio.
 ``name`` is the file's stem, or the URL's host/port/path (``/dev/video0`` -> ``video0``).
@@ -45,8 +46,10 @@ from typing import Any
 
 from laps_ray.config import check
 from laps_ray.io import exports as ex
+from laps_ray.io.atomic import prepare_output_dir
 from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.video import VideoError
+from laps_ray.jobs import _cli as cli
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.pipeline.config import PipelineConfig
@@ -110,7 +113,7 @@ def run(
     processor = WindowProcessor.from_config(
         resolved.pipeline, resolved.checkpoint, num_threads=cfg.stream.torch_threads
     )
-    out_dir = rt.prepare_output_dir(cfg.output)
+    out_dir = prepare_output_dir(cfg.output)
     name = cfg.name or source_name(cfg.source)
     vdir = out_dir / name
     if (vdir / ex.SEGMENTS_FILE).exists() and not cfg.overwrite:
@@ -198,14 +201,14 @@ def run_until_signalled(cfg: StreamJobConfig) -> StreamResult:
 
 FLAGS = (
     Flag("--source", "source", "rtsp://... | http://... | /dev/videoN | video file"),
-    Flag("--output", "output", "output folder"),
+    cli.OUTPUT,
     Flag("--name", "name", "output sub-folder name (default: from the source)"),
-    Flag("--checkpoint", "tokenizer.checkpoint", "tokenizer checkpoint dir (default: the shipped one)"),
-    Flag("--report", "report", "calibration report (JSON) to read the threshold from"),
-    Flag("--report-key", "report_key", "dotted key of the threshold in the report"),
+    cli.CHECKPOINT,
+    cli.REPORT,
+    cli.REPORT_KEY,
     Flag("--realtime", "stream.realtime", "pace a file like a camera (drops allowed)", switch=True),
     Flag("--max-seconds", "stream.max_seconds", "stop after S seconds of video", type=float),
-    Flag("--overwrite", "overwrite", "replace existing outputs of this name", switch=True),
+    cli.OVERWRITE,
 )
 
 

@@ -32,11 +32,8 @@ it is named in the last line printed and in ``sweep.json``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
-import math
 import shlex
 import sys
 import time
@@ -45,21 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from laps_ray.config import check, load_config
-from laps_ray.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from laps_ray.io.atomic import prepare_output_dir
 from laps_ray.io.run_manifest import RunManifest
 from laps_ray.jobs import _runtime as rt
-from laps_ray.jobs._cli import Flag, run_job
-from laps_ray.jobs.train_tokenizer import (
-    TrainTokenizerConfig,
-    model_for_name,
-    override_value,
-    resolve_model_name,
-)
-from laps_ray.models.fsq_levels import levels_for_codebook_size, true_codebook_size, valid_codebook_sizes
+from laps_ray.jobs._cli import OUTPUT, Flag, run_job
+from laps_ray.models.fsq_levels import valid_codebook_sizes
+from laps_ray.models.tokenizer_config import model_for_name
+from laps_ray.training.config import TrainTokenizerConfig, resolve_model_name
+from laps_ray.training.sweep_report import METRIC, pick_best, plot_sweep, trial_row, write_tables
 
 log = logging.getLogger("laps_ray.sweep_codebook")
 
-METRIC = "val/loss"
 TIME_ATTR = "epoch"
 
 
@@ -107,6 +100,8 @@ class SweepCodebookConfig:
 
 @dataclasses.dataclass
 class SweepResult:
+    """What :func:`run` did: one table row per trial (see the module docstring), the best, wall seconds."""
+
     output: Path
     rows: list[dict[str, Any]]
     best: dict[str, Any] | None
@@ -114,16 +109,17 @@ class SweepResult:
     exit_code: int = 0
 
 
-def load_sweep_config(
-    config_path: str | Path | None, overrides: Sequence[str], flags: dict[str, Any] | None = None
-) -> SweepCodebookConfig:
-    """Defaults → ``model=NAME`` (shorthand for ``train.model``) → YAML → flags → overrides."""
+def load_sweep_config(config_path: str | Path | None, overrides: Sequence[str]) -> SweepCodebookConfig:
+    """Defaults → ``model=NAME`` (shorthand for ``train.model``) → YAML → overrides (flags included).
+
+    Raises:
+        laps_ray.config.ConfigError: unreadable file, unknown key or model name, invalid value.
+    """
     overrides = [f"train.{o}" if o.split("=", 1)[0].strip() == "model" else o for o in overrides]
     name, rest = resolve_model_name(config_path, overrides, key="train.model")
     default = _default_train()
     base = SweepCodebookConfig(train=dataclasses.replace(default, model=model_for_name(name, default.model)))
-    flag_items = [f"{k}={override_value(v)}" for k, v in (flags or {}).items() if v is not None]
-    return load_config(SweepCodebookConfig, config_path, flag_items + rest, base=base)
+    return load_config(SweepCodebookConfig, config_path, rest, base=base)
 
 
 def trial_name(codebook_size: int, lr: float) -> str:
@@ -133,9 +129,10 @@ def trial_name(codebook_size: int, lr: float) -> str:
 
 def _trial(config: dict[str, Any], base: TrainTokenizerConfig, trials_root: str) -> None:
     """Tune function trainable: one short TorchTrainer run; Tune sees its epoch reports."""
+    import ray
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from laps_ray.jobs import train_tokenizer
+    from laps_ray.training.run import train
 
     k, lr = int(config["codebook_size"]), float(config["lr"])
     cfg = dataclasses.replace(
@@ -146,8 +143,11 @@ def _trial(config: dict[str, Any], base: TrainTokenizerConfig, trials_root: str)
         resume=False,
     )
     logging.getLogger("laps_ray").setLevel(logging.INFO)
-    train_tokenizer.run(
-        cfg, command=f"sweep_codebook trial {trial_name(k, lr)}", extra_callbacks=[TuneReportCallback()]
+    train(
+        cfg,
+        connect=ray.cluster_resources,  # a trial runs inside the sweep's Ray: nothing to start
+        command=f"sweep_codebook trial {trial_name(k, lr)}",
+        extra_callbacks=[TuneReportCallback()],
     )
 
 
@@ -169,7 +169,7 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
     trials_root = out / "trials"
     if trials_root.exists() and any(trials_root.iterdir()):
         raise rt.JobError(f"{out} already holds a sweep (trials/); choose a new --output")
-    rt.prepare_output_dir(out)
+    prepare_output_dir(out)
     rt.init_ray()  # after every input was checked
     manifest = RunManifest.create(out, "sweep_codebook", cfg, command=command)
     base = dataclasses.replace(cfg.train, tracks=str(tracks), log_every_steps=0, backend="ray")
@@ -237,136 +237,6 @@ def run(cfg: SweepCodebookConfig, command: str | None = None) -> SweepResult:
     return SweepResult(out, rows, best, time.time() - t0, code)
 
 
-def trial_row(
-    folder: Path, codebook_size: int, lr: float, max_epochs: int, collapse_threshold: float, error: str | None
-) -> dict[str, Any]:
-    """One table row from a trial's ``metrics.jsonl`` (complete even for trials ASHA stopped)."""
-    from laps_ray.training.report import epoch_records, read_metrics
-
-    epochs = epoch_records(read_metrics(folder))
-    row: dict[str, Any] = {
-        "codebook_size": codebook_size,
-        "true_codebook_size": true_codebook_size(codebook_size),
-        "levels": "x".join(str(v) for v in levels_for_codebook_size(codebook_size)),
-        "lr": lr,
-        "best_val_loss": None,
-        "best_epoch": None,
-        "epochs_run": len(epochs),
-        "stopped_early": False,
-        "final_val_loss": None,
-        "final_unique_codes": None,
-        "utilisation": None,
-        "perplexity": None,
-        "entropy_norm": None,
-        "val_accuracy": None,
-        "val_epe_px": None,
-        "collapsed": None,
-        "status": "failed" if error or not epochs else "done",
-        "error": error,
-        "trial_dir": str(folder),
-    }
-    if not epochs:
-        return row
-    scored = [r for r in epochs if r.get("val/loss") is not None]
-    final = epochs[-1]
-    if scored:
-        best = min(scored, key=lambda r: r["val/loss"])
-        row.update(best_val_loss=best["val/loss"], best_epoch=best["epoch"])
-    unique = final.get("val/unique_codes")
-    util = unique / row["true_codebook_size"] if unique is not None else None
-    row.update(
-        final_val_loss=final.get("val/loss"),
-        final_unique_codes=unique,
-        utilisation=util,
-        perplexity=final.get("val/perplexity"),
-        entropy_norm=final.get("val/entropy_norm"),
-        val_accuracy=final.get("val/accuracy"),
-        val_epe_px=final.get("val/epe_px"),
-        collapsed=bool(util is not None and util < collapse_threshold),
-        stopped_early=len(epochs) < max_epochs and not error,
-    )
-    if row["stopped_early"]:
-        row["status"] = "stopped early (ASHA)"
-    return row
-
-
-def pick_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Lowest best validation loss among trials that did not collapse (else among all, flagged)."""
-    scored = [r for r in rows if r["best_val_loss"] is not None]
-    healthy = [r for r in scored if not r["collapsed"]]
-    pool = healthy or scored
-    if not pool:
-        return None
-    best = dict(min(pool, key=lambda r: r["best_val_loss"]))
-    best["all_collapsed"] = not healthy
-    return best
-
-
-TABLE_COLUMNS = [
-    "codebook_size", "true_codebook_size", "levels", "lr", "best_val_loss", "best_epoch", "epochs_run",
-    "stopped_early", "final_val_loss", "final_unique_codes", "utilisation", "perplexity", "entropy_norm",
-    "val_accuracy", "val_epe_px", "collapsed", "status", "error", "trial_dir",
-]  # fmt: skip
-
-
-def write_tables(out: Path, rows: Sequence[dict[str, Any]], best: dict[str, Any] | None) -> None:
-    """``sweep.csv`` (rows) and ``sweep.json`` (rows + best)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in TABLE_COLUMNS})
-    write_text_atomic(out / "sweep.csv", buf.getvalue())
-    clean = [{k: _json_value(v) for k, v in r.items()} for r in rows]
-    best_clean = {k: _json_value(v) for k, v in best.items()} if best else None
-    write_json_atomic(
-        out / "sweep.json", {"metric": METRIC, "mode": "min", "best": best_clean, "trials": clean}
-    )
-
-
-def plot_sweep(rows: Sequence[dict[str, Any]], best: dict[str, Any] | None, path: Path) -> None:
-    """Best validation loss vs codebook utilisation (unique / true codes), one point per trial."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = [r for r in rows if r["best_val_loss"] is not None and r["utilisation"] is not None]
-    sizes = sorted({r["codebook_size"] for r in pts})
-    cmap = plt.get_cmap("viridis", max(2, len(sizes)))
-    for i, k in enumerate(sizes):
-        mine = [r for r in pts if r["codebook_size"] == k]
-        ax.scatter(
-            [100 * r["utilisation"] for r in mine],
-            [r["best_val_loss"] for r in mine],
-            s=60,
-            color=cmap(i),
-            label=f"{k} ({true_codebook_size(k)} codes)",
-            marker="o",
-        )
-        for r in mine:
-            tag = f" lr {r['lr']:.0e}" if len({q["lr"] for q in rows}) > 1 else ""
-            ax.annotate(f"{k}{tag}", (100 * r["utilisation"], r["best_val_loss"]), fontsize=8, xytext=(4, 4),
-                        textcoords="offset points")  # fmt: skip
-    if best and best.get("utilisation") is not None:
-        ax.scatter([100 * best["utilisation"]], [best["best_val_loss"]], s=220, facecolors="none",
-                   edgecolors="red", linewidths=2, label="best")  # fmt: skip
-    ax.set(xlabel="codebook utilisation: unique val codes / true codes (%)", ylabel="best validation loss",
-           title="codebook sweep")  # fmt: skip
-    ax.grid(alpha=0.3)
-    if pts:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-
-
-def _json_value(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def _one_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     return lines[-1] if lines else type(err).__name__
@@ -400,7 +270,7 @@ def summary(r: SweepResult) -> str:
 
 FLAGS = (
     Flag("--tracks", "tracks", "folder of .h5 track files (from the preprocess job)"),
-    Flag("--output", "output", "output folder"),
+    OUTPUT,
 )
 
 
@@ -415,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda cfg: run(cfg, command=command),
         summary,
         argv,
-        load=lambda path, overrides: load_sweep_config(path, overrides),
+        load=load_sweep_config,
     )
 
 

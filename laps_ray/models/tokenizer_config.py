@@ -148,3 +148,18 @@ def named_config(name: str, **overrides: Any) -> TokenizerConfig:
         raise ValueError(f"unknown tokenizer config {name!r}; valid names are {named_config_names()}")
     fields = {"name": name, **_NAMED[name], **overrides}
     return TokenizerConfig(**fields)
+
+
+def model_for_name(name: str | None, default: TokenizerConfig) -> TokenizerConfig:
+    """The base model config a job's ``model=NAME`` starts from (later ``model.*`` keys apply over it).
+
+    Args:
+        name: a named size (:func:`named_config_names`), another label, or None.
+        default: the config used when ``name`` is None, relabelled for names that are not sizes
+            (a checkpoint's own label, e.g. ``imported``).
+    """
+    if name is None:
+        return default
+    if name in named_config_names():
+        return named_config(name)
+    return dataclasses.replace(default, name=name)

@@ -191,14 +191,14 @@ def resolve_run(
 def video_context(
     run: ResolvedRun, key: str, source: str, out_dir: str | Path, duration_sec: float | None = None
 ) -> Any:
-    """The per-video output context (``laps_ray.pipeline.video_segments.VideoContext``) of a run.
+    """The per-video output context (``laps_ray.pipeline.outputs.VideoContext``) of a run.
 
     Args:
         run: the resolved run.
         key, source, out_dir: the video's run.json key, input and output folder.
         duration_sec: ``video_duration_sec`` (None = from the timeline at the end).
     """
-    from laps_ray.pipeline.video_segments import VideoContext
+    from laps_ray.pipeline.outputs import VideoContext
 
     pipe = run.pipeline
     return VideoContext(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,21 +91,21 @@ class PreparedFrame:
 
 
 @dataclass
-class WindowResult:
-    """Everything computed for one window.
+class WindowId:
+    """Where one window sits in its video: the identity every per-window record starts with.
+
+    :class:`WindowResult` (computed), ``live.SkippedWindow`` (a gap of the stream) and the live
+    segmenter's held windows extend it, so the six fields are defined once and read the same way
+    (``r.window``, ``r.t_start``) everywhere. Plain, not frozen: a frozen base would force every
+    record extending it to be frozen too.
 
     Attributes:
         window: window number (global: 0 is the video's first window).
         start: first processed frame of the window (``window * stride``).
         frame_index, end_frame_index: source frame indices of its first and last frame (a padded last
             window ends at the video's last processed frame).
-        t_start, t_end: their times in seconds.
-        gated: ``"pre"`` (pixel gate), ``"motion"`` (speed gate) or None.
-        energies: ``{"quantized", "prequant", "velocity"}`` -> energy with the gate rule applied.
-        codes: (L,) int64 code ids, None for gated windows.
-        zq: (L, D) float32 quantized vectors, None for gated windows.
-        stats: gate statistics ``pre_mad``, ``pre_active``, ``speed``, ``motion_active`` (None where
-            not computed, e.g. no speed for a pre-gated window).
+        t_start, t_end: their times in seconds on the source's clock (``frame_index``'s and
+            ``end_frame_index``'s).
     """
 
     window: int
@@ -114,6 +114,25 @@ class WindowResult:
     end_frame_index: int
     t_start: float
     t_end: float
+
+    def identity(self) -> dict[str, int | float]:
+        """The six identity fields as keyword arguments (to build another record of the same window)."""
+        return {f.name: getattr(self, f.name) for f in fields(WindowId)}
+
+
+@dataclass
+class WindowResult(WindowId):
+    """Everything computed for one window (its identity: :class:`WindowId`).
+
+    Attributes:
+        gated: ``"pre"`` (pixel gate), ``"motion"`` (speed gate) or None.
+        energies: ``{"quantized", "prequant", "velocity"}`` -> energy with the gate rule applied.
+        codes: (L,) int64 code ids, None for gated windows.
+        zq: (L, D) float32 quantized vectors, None for gated windows.
+        stats: gate statistics ``pre_mad``, ``pre_active``, ``speed``, ``motion_active`` (None where
+            not computed, e.g. no speed for a pre-gated window).
+    """
+
     gated: str | None
     energies: dict[str, float]
     codes: np.ndarray | None

@@ -2,22 +2,33 @@
 
 :func:`train_worker` is the one loop. It talks to its surroundings only through a
 :class:`WorkerIO`: rank and world size, device, model wrapping (DDP), the checkpoint to resume
-from, an all-reduce for metric sums, and ``report(metrics, checkpoint_dir)``.
+from, an all-reduce for metric sums, and ``report(metrics, checkpoint_dir)``. Two of them:
 
-* :class:`RayIO` / :func:`ray_train_loop` (the ``train_loop_per_worker`` of a ``TorchTrainer``):
+* :class:`RayIO`, inside a ``TorchTrainer`` worker (:func:`laps_ray.training.fit.ray_train_loop`):
   ``ray.train.torch.prepare_model`` (DDP over gloo on CPU, nccl on GPU), ``ray.train.report`` on
-  every rank the same number of times, rank 0 attaching the epoch checkpoint
-  (``Checkpoint.from_directory`` of a :func:`~laps_ray.io.checkpoints.save_tokenizer` directory with
-  ``train_state.pt``), resume from ``ray.train.get_checkpoint()`` or an explicit path.
-* :class:`LocalIO` / :func:`run_local`: the same loop in this process (tests, laptops, no Ray).
+  every rank the same number of times, rank 0 attaching the epoch checkpoint (a
+  :func:`~laps_ray.io.checkpoints.save_tokenizer` directory with ``train_state.pt``), resume from
+  ``ray.train.get_checkpoint()`` or an explicit path. Reports reach the
+  :class:`~laps_ray.training.report.RunRecorder` through a controller callback on the driver's node.
+* :class:`LocalIO` / :func:`run_local`: the same loop in this process (tests, laptops, no Ray);
+  reports go to the RunRecorder directly.
 
-What happens to reports is the :class:`~laps_ray.training.report.RunRecorder`'s job: in-process it
-is called directly, under Ray from a controller callback (:func:`recorder_callback`), which runs on
-the driver's node.
+**Why two and not Train V2's local mode** (``ScalingConfig(num_workers=0)``: the loop runs in the
+calling process, no cluster). Read in Ray 2.60 (``ray/train/v2/_internal/execution/local_mode/``,
+``train_fn_utils.LocalTrainFnUtils``) and measured on a 2-core machine (2026-11-30, a probe loop
+reporting 3 checkpoints): it runs without ``ray.init`` and costs ~0.03 s per ``fit()``, but its
+``report()`` only keeps the last metrics and checkpoint in memory. ``RunConfig.callbacks`` never run
+(``UserCallback.after_report``: 0 calls for 3 reports), nothing is written under ``storage_path``
+(empty after the fit) and the checkpoint stays in the worker's temporary folder, which
+:func:`train_worker` deletes after reporting. So it would still need its own in-process path to the
+RunRecorder (the second branch this pair already is), plus 1.3-2.2 s more imports
+(``ray.train.torch``) and an INFO line with the whole metrics dict on every report; Ray 2.60 also
+flags the mode as new ("file a report if you run into issues"). :class:`LocalIO` is ~25 lines.
+``tests/test_training.py`` re-checks the local mode's behaviour, so a Ray upgrade that changes it fails.
 
 Data: every worker loads the (small, in-memory) windows of the split from the track files itself
-and takes a disjoint shard per epoch (:func:`laps_ray.training.data.shard_batches`). Only this
-module's Ray parts import Ray (``ray.train``), lazily.
+and takes a disjoint shard per epoch (:func:`laps_ray.training.data.shard_batches`). Only
+:class:`RayIO` imports Ray (``ray.train``), lazily.
 """
 
 from __future__ import annotations
@@ -36,17 +47,16 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from laps_ray.config import check, check_choice, to_dict
+from laps_ray.config import to_dict
 from laps_ray.core.codebook import collapse_warning
 from laps_ray.io.checkpoints import load_tokenizer, load_train_state, save_tokenizer
-from laps_ray.models.losses import TokenizerLossConfig
 from laps_ray.models.tokenizer import MotionTokenizer
-from laps_ray.models.tokenizer_config import TokenizerConfig, named_config
+from laps_ray.models.tokenizer_config import TokenizerConfig
+from laps_ray.training.config import TrainSettings
 from laps_ray.training.data import check_model_fits, load_split, shard_batches, shard_indices, steps_per_epoch
 from laps_ray.training.report import RunRecorder, checkpoint_name
 from laps_ray.training.steps import (
     MetricSums,
-    OptimConfig,
     eval_step,
     make_optimizer,
     make_scheduler,
@@ -55,80 +65,6 @@ from laps_ray.training.steps import (
 )
 
 log = logging.getLogger(__name__)
-
-AMP_DTYPES = ("bfloat16", "float16")
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    """What a training worker needs (no paths, no cluster settings).
-
-    Attributes:
-        model: tokenizer architecture (a named config, see the job's ``model=NAME``).
-        loss: loss terms.
-        optim: AdamW + warm-up/cosine schedule + gradient clipping.
-        epochs: epochs to train (a resumed run continues up to this number).
-        batch_size: windows per optimiser step *per worker*.
-        val_fraction: share of *videos* held out for validation (split by video, seeded).
-        seed: split, shuffling and initialisation seed.
-        views: camera views to read from the track files (empty: the first view).
-        log_every_steps: a step-level report every this many optimiser steps (0: epoch reports only).
-        train_metrics_every: compute training accuracy / endpoint error on every k-th step (an argmax
-            over all logits costs ~10 % of a CPU step); loss and codes are counted on every step.
-        eval_batch_size: windows per validation batch.
-        amp: mixed precision on GPU (``amp_dtype``); CPU always trains in float32.
-        amp_dtype: ``bfloat16`` (no loss scaling) or ``float16`` (with a GradScaler).
-        threads: torch threads per worker (0: one per reserved CPU under Ray, torch's default locally).
-        init_input_std: fresh runs: scale the encoder's input layer so its output has this std over
-            the first ``init_windows`` training windows (0: keep the default init); see
-            :func:`~laps_ray.training.steps.scale_input_projection`.
-        init_windows: windows used for that initialisation.
-        collapse_threshold, collapse_epochs: warn when unique codes < threshold × true codebook size
-            for this many consecutive epochs (on validation codes, or training codes without a split).
-    """
-
-    model: TokenizerConfig = dataclasses.field(default_factory=lambda: named_config("small"))
-    loss: TokenizerLossConfig = dataclasses.field(default_factory=TokenizerLossConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    epochs: int = 20
-    batch_size: int = 32
-    val_fraction: float = 0.2
-    seed: int = 0
-    views: list[str] = dataclasses.field(default_factory=list)
-    log_every_steps: int = 10
-    train_metrics_every: int = 4
-    eval_batch_size: int = 64
-    amp: bool = True
-    amp_dtype: str = "bfloat16"
-    threads: int = 0
-    init_input_std: float = 1.0
-    init_windows: int = 256
-    collapse_threshold: float = 0.05
-    collapse_epochs: int = 2
-
-    def __post_init__(self) -> None:
-        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        check(0 <= self.val_fraction < 1, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        check(self.log_every_steps >= 0, "log_every_steps", f"must be >= 0, got {self.log_every_steps}")
-        check(
-            self.train_metrics_every >= 1,
-            "train_metrics_every",
-            f"must be >= 1, got {self.train_metrics_every}",
-        )
-        check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
-        check_choice(self.amp_dtype, AMP_DTYPES, "amp_dtype")
-        check(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
-        check(
-            self.init_input_std >= 0, "init_input_std", f"must be >= 0 (0 = off), got {self.init_input_std}"
-        )
-        check(self.init_windows >= 1, "init_windows", f"must be >= 1, got {self.init_windows}")
-        check(
-            0 < self.collapse_threshold < 1,
-            "collapse_threshold",
-            f"must be in (0, 1), got {self.collapse_threshold}",
-        )
-        check(self.collapse_epochs >= 1, "collapse_epochs", f"must be >= 1, got {self.collapse_epochs}")
 
 
 @dataclasses.dataclass
@@ -453,52 +389,3 @@ class RayIO:
                 checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir)),
                 checkpoint_dir_name=checkpoint_dir.name,
             )
-
-
-def ray_train_loop(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` of the ``TorchTrainer``: ``config = {"spec": WorkerSpec}``."""
-    spec: WorkerSpec = config["spec"]
-    if spec.settings.threads == 0:
-        import os
-
-        # Ray sets OMP_NUM_THREADS to the worker's reserved CPUs (at least 1); follow it.
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    logging.getLogger("laps_ray").setLevel(logging.INFO)
-    _quiet_report_logs()
-    train_worker(spec, RayIO(spec.resume_from))
-
-
-def _quiet_report_logs() -> None:
-    """Silence Train V2's per-report INFO line (the whole metrics dict, every report, every rank).
-
-    Ray 2.60 logs it through ``logging.getLogger(__file__)`` of its execution context module, so
-    the logger is named by that file's path; the metrics are in our ``metrics.jsonl`` anyway.
-    """
-    import importlib.util
-
-    found = importlib.util.find_spec("ray.train.v2._internal.execution.context")
-    if found is not None and found.origin:
-        logging.getLogger(found.origin).setLevel(logging.WARNING)
-
-
-def recorder_callback(output: str, keep: int = 0, resume_step: int | None = None) -> Any:
-    """A ``ray.train.UserCallback`` that feeds every report to a :class:`RunRecorder` on ``output``.
-
-    Train V2 runs callbacks in its controller actor, which is pinned to the driver's node, so the
-    files land where the job's ``--output`` is.
-    """
-    from ray.train import UserCallback
-
-    class RecorderCallback(UserCallback):
-        def __init__(self) -> None:
-            self.recorder = RunRecorder(Path(output), keep=keep, resume_step=resume_step)
-
-        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-            # Rank 0's metrics are global (the loop all-reduces them).
-            self.recorder.record(
-                metrics[0],
-                checkpoint_ref=checkpoint.path if checkpoint is not None else None,
-                materialize=checkpoint.to_directory if checkpoint is not None else None,
-            )
-
-    return RecorderCallback()
