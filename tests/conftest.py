@@ -1,4 +1,21 @@
-"""Shared fixtures: one local Ray per test session (started only when a test asks for it).
+"""Shared fixtures (one local Ray per test session, started only when a test asks for it) and the
+test tiers.
+
+Tiers, by folder (the marker of the same name is applied here, from the folder):
+
+* ``tests/unit/``: in-process, no Ray, no long subprocess jobs: the quick tier
+  (``python -m pytest -q -p no:cacheprovider tests/unit``).
+* ``tests/ray/``: the session's private local Ray (:func:`ray_local`).
+* ``tests/e2e/``: ``ray start`` heads and ``ray job submit`` (:func:`ray_head`, :func:`start_ray_head`),
+  job subprocesses that start their own Ray, live servers, the slow memory check.
+* ``tests/gpu/``: skipped without CUDA; run by hand on a GPU machine (``pytest tests/gpu``).
+
+The tiers enforce themselves at collection: a test that requests ``ray_local`` outside ``ray/`` and
+``e2e/``, or ``ray_head`` outside ``e2e/`` (directly or through another fixture), or a test file
+outside the four folders, stops the run with a message naming each such test; a ``unit`` test that
+leaves Ray running fails. Tests run tier by tier: unit, gpu, ray, e2e (the gpu tier starts its own
+Ray with a GPU, which must happen before the session's CPU-only ``ray_local`` exists: one Ray per
+process).
 
 Isolation: every Ray these fixtures start lives in its own short temp dir (``/tmp/laps_rt_*``), so
 nothing of it lands in Ray's default ``/tmp/ray``: no ``ray_current_cluster`` pointer that a bare
@@ -19,6 +36,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,28 +62,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """A private 2-CPU Ray instance shared by the session (~5-10 s to start on 2 cores).
+@contextmanager
+def private_ray(num_cpus: int = 2, num_gpus: int = 0) -> Iterator:
+    """A private Ray instance in this process (yields the ``ray`` module); stopped afterwards.
 
     ``address="local"`` never attaches to another Ray on the machine; ``ray.shutdown()`` stops only
-    this instance (never ``ray stop``, which kills every Ray on the machine).
+    this instance (never ``ray stop``, which kills every Ray on the machine). ``num_gpus`` is explicit,
+    so a CPU tier behaves the same on a machine with GPUs.
     """
     import ray
 
+    if ray.is_initialized():
+        raise RuntimeError("a Ray instance is already running in this test process (one per process)")
     temp = ray_temp_dir()
     ray.init(
         address="local",
-        num_cpus=2,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.ERROR,
         object_store_memory=256 * 2**20,
         _temp_dir=temp,
     )
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A private 2-CPU Ray instance (no GPU) shared by the session (~5-10 s to start on 2 cores)."""
+    with private_ray(num_cpus=2, num_gpus=0) as ray:
+        yield ray
 
 
 @dataclass
@@ -139,11 +171,12 @@ def start_ray_head(log_dir: Path, num_cpus: int = 2) -> RayHead:
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [
-                ray_bin, "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={port}",
-                f"--temp-dir={temp}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                "--disable-usage-stats", f"--ray-client-server-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}", "--object-store-memory=268435456",
+                ray_bin, "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                f"--port={port}", f"--temp-dir={temp}", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}", "--disable-usage-stats",
+                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+                "--object-store-memory=268435456",
             ],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
@@ -175,3 +208,118 @@ def ray_head(tmp_path_factory):
         yield head
     finally:
         head.stop()
+
+
+# ------------------------------------------------------------------------------- shared job inputs
+
+
+@pytest.fixture(scope="session")
+def preprocess_videos(tmp_path_factory) -> Path:
+    """Good and bad input videos of the preprocess job (``helpers.make_preprocess_videos``)."""
+    from helpers import make_preprocess_videos
+
+    return make_preprocess_videos(tmp_path_factory.mktemp("preprocess_videos"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_tracks(tmp_path_factory) -> Path:
+    """Track files with planted motion for a ``tiny`` tokenizer (``helpers.write_synthetic_tracks``)."""
+    from helpers import write_synthetic_tracks
+
+    return write_synthetic_tracks(tmp_path_factory.mktemp("tracks"))
+
+
+@pytest.fixture(scope="session")
+def stream_assets(tmp_path_factory) -> dict:
+    """The stream job's video, tokenizer and settings (``helpers.make_stream_assets``)."""
+    from helpers import make_stream_assets
+
+    return make_stream_assets(tmp_path_factory.mktemp("stream_assets"))
+
+
+@pytest.fixture(scope="session")
+def segment_inputs(tmp_path_factory) -> dict[str, Path]:
+    """segment_folder's test inputs (``helpers.make_segment_folder_inputs``), shared by its unit, ray
+    and e2e tests."""
+    from helpers import make_segment_folder_inputs
+
+    return make_segment_folder_inputs(tmp_path_factory.mktemp("segment_folder"))
+
+
+@pytest.fixture(scope="session")
+def segment_reference(ray_local, segment_inputs) -> Path:
+    """The reference segment_folder run on ``good/`` (one shard per video) that sharded, resumed,
+    interrupted and retried runs must equal byte for byte."""
+    from helpers import segment_folder_cfg
+
+    from laps_ray.jobs.segment_folder import run, summary
+
+    inputs = segment_inputs
+    out = inputs["dir"] / "unsharded"
+    result = run(segment_folder_cfg(inputs, inputs["good"], out, "shard_seconds=0"))
+    assert result.exit_code == 0 and result.done == 2 and not result.failed, summary(result)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ tiers
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "gpu", "ray", "e2e")  # the order tests run in (see the module docstring)
+ALLOWED = {  # Ray fixture -> the tiers that may use it
+    "ray_local": ("ray", "e2e"),
+    "ray_head": ("e2e",),
+}
+
+
+def tier_of(path: Path) -> str | None:
+    """``unit``/``ray``/``e2e``/``gpu`` for a test file in that folder; ``""`` for a test file elsewhere
+    below ``tests/``; None outside ``tests/``."""
+    try:
+        parts = Path(path).resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else ""
+
+
+def tier_problems(tier: str, fixturenames: list[str]) -> list[str]:
+    """Why a test of ``tier`` requesting ``fixturenames`` (their closure) breaks the tier rules."""
+    if not tier:
+        return [f"test files live in tests/{{{','.join(sorted(TIERS))}}}/ (the tier is the folder)"]
+    return [
+        f"uses the {name} fixture, which only {' and '.join(f'tests/{t}/' for t in allowed)} may use"
+        for name, allowed in ALLOWED.items()
+        if name in fixturenames and tier not in allowed
+    ]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test with its tier, stop on a broken tier rule, run the tiers in :data:`TIERS` order."""
+    problems = []
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            continue
+        problems += [f"{item.nodeid}: {why}" for why in tier_problems(tier, item.fixturenames)]
+        if tier:
+            item.add_marker(tier)
+    if problems:
+        raise pytest.UsageError("tests in the wrong tier:\n  " + "\n  ".join(problems))
+    rank = {tier: k for k, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: rank.get(tier_of(item.path) or "", len(TIERS)))  # stable: order kept within
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_leave_no_ray(request):
+    """A unit test must not start Ray (a job's ``run`` with a Ray backend would, in-process)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    before = _ray_running()
+    yield
+    if not before and _ray_running():
+        pytest.fail(f"{request.node.nodeid} started Ray: Ray tests live in tests/ray/ or tests/e2e/")

@@ -10,6 +10,11 @@ Metrics (``ray.util.metrics``; Prometheus names get Ray's ``ray_`` prefix on the
   computed; the gated ratio over any period is ``sum(gate!="none") / sum(all)``.
 * ``laps_segment_actor_windows_per_second`` (gauge): throughput of this actor's last shard.
 * ``laps_segment_gated_ratio`` (gauge): fraction of gated windows in this actor's last shard.
+
+And the driver's (:class:`SegmentJobMetrics`, recorded by ``segment_folder``):
+
+* ``laps_segment_videos_total`` (counter, tag ``status`` = ``done`` | ``failed``).
+* ``laps_segment_windows_per_second`` (gauge): windows computed / wall seconds of the run so far.
 """
 
 from __future__ import annotations
@@ -67,6 +72,20 @@ class FaultInjectionConfig:
 
     crash_after_windows: int = 0
     marker: str = ""
+
+
+class SegmentJobMetrics:
+    """The segment_folder driver's metrics (see the module docstring)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Gauge
+
+        self.videos = Counter(
+            "laps_segment_videos_total", description="videos finished by segment_folder", tag_keys=("status",)
+        )
+        self.windows_per_second = Gauge(
+            "laps_segment_windows_per_second", description="windows computed per wall second of the run"
+        )
 
 
 class SegmentWorker:

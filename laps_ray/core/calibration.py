@@ -13,8 +13,8 @@ Conventions:
   mixture to log-energies and cuts where the motion component becomes the more probable one;
   ``"otsu"`` is Otsu's method on the raw values, as the original. Energies are heavy-tailed and rest
   dominates (most windows), which pulls Otsu's cut far into the motion class; on log-normal rest/motion
-  energies with an 80/20 imbalance the mixture recovers the true labels better (``tests/test_calibration.py``
-  measures it), hence the default.
+  energies with an 80/20 imbalance the mixture recovers the true labels better
+  (``tests/unit/test_calibration.py`` measures it), hence the default.
 * **Threshold search** reports best-F1 and best-Youden-J thresholds and a rank-based ROC AUC, and says
   plainly when the energy does not separate the labels (the original shipped a threshold whose AUC was
   0.50 and never said so).

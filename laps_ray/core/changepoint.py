@@ -28,7 +28,7 @@ one threshold means the same thing for any codebook size or latent width:
   (one-way ANOVA R^2 summed over dimensions). It sees geometry (nearby codes = similar motions) but
   only mean shifts; under no change its expectation is about ``1 / (2·k·L + 1)``.
 
-Measured limits (tests/test_segmentation.py and a simulation done when this was designed): with
+Measured limits (tests/unit/test_segmentation.py and a simulation done when this was designed): with
 i.i.d. tokens per block (60 tokens per side, k=4, L=15) the no-change 99.9 % quantile of
 ``code_mmd`` is 0.21 for 4 distinct codes and 0.42 for 40, so the default threshold 0.5 holds. If
 each window is dominated by one code drawn afresh per window, the effective sample is k, not k·L,

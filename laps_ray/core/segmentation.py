@@ -48,6 +48,9 @@ Rules (thresholds ``on = threshold``, ``off = on * hysteresis_ratio``):
   enough.
 
 ``mean_energy`` is the mean of the fed values over the segment's windows.
+
+One file over ~400 lines on purpose: the rules above, the state, the events and the transition
+function are one rule read together; split, a change to one rule would touch several files.
 """
 
 from __future__ import annotations
@@ -209,8 +212,8 @@ class Start:
 
 
 @dataclass(frozen=True)
-class End:
-    """A segment ended and is kept. Carries the whole segment so callers need no bookkeeping."""
+class _Closed:
+    """A segment that ended: the whole segment, so callers need no bookkeeping."""
 
     window: int
     end_frame: int
@@ -226,15 +229,13 @@ class End:
 
 
 @dataclass(frozen=True)
-class Drop:
-    """A segment ended but is shorter than ``min_duration_sec``: discard its clip (fields as :class:`End`)."""
+class End(_Closed):
+    """A segment ended and is kept."""
 
-    window: int
-    end_frame: int
-    reason: str
-    start_window: int
-    start_frame: int
-    mean_energy: float
+
+@dataclass(frozen=True)
+class Drop(_Closed):
+    """A segment ended but is shorter than ``min_duration_sec``: discard its clip."""
 
 
 Event = Start | End | Drop

@@ -82,6 +82,15 @@ class RunManifest:
         self.items[key] = entry
         self.write()
 
+    def not_done(self) -> dict[str, str]:
+        """``{key: reason}`` of every item whose status is not ``done`` (failed, interrupted, ...)."""
+        return {k: str(e.get("reason", "")) for k, e in self.items.items() if e.get("status") != "done"}
+
+    def exit_code(self, strict: bool) -> int:
+        """1 when nothing is done, or with ``strict`` when anything is not; else 0."""
+        failed = self.not_done()
+        return 1 if len(failed) == len(self.items) or (strict and failed) else 0
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for entry in self.items.values():

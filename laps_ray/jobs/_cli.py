@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ def run_job(
     describe: Callable[[Any], str],
     argv: Sequence[str] | None = None,
     load: Callable[[Path | None, list[str]], C] | None = None,
+    record_command: bool = False,
 ) -> None:
     """The whole ``main()`` of a job (module docstring).
 
@@ -183,12 +185,16 @@ def run_job(
         argv: the arguments (None = ``sys.argv[1:]``).
         load: ``(config file, overrides) -> cfg`` when the job loads its config its own way
             (default :func:`laps_ray.config.load_config` of ``config_cls``).
+        record_command: call ``run(cfg, command=...)`` with the command line (training runs write
+            it into every checkpoint's ``meta.json`` so a checkpoint says how to reproduce it).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_cli(build_parser(name, doc, flags), argv)
     overrides = flag_overrides(args, flags) + list(args.overrides)
+    command = shlex.join(["python", "-m", f"laps_ray.jobs.{name}", *argv])
 
     def body() -> Any:
         cfg = load(args.config, overrides) if load else load_config(config_cls, args.config, overrides)
-        return run(cfg)
+        return run(cfg, command=command) if record_command else run(cfg)
 
     job_main(body, describe)

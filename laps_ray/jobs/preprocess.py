@@ -163,9 +163,8 @@ def _track(cfg, videos, root, out_dir, pool, manifest, t0) -> PreprocessResult:
 
     _map(pool, "process", todo, "preprocess", record)
     manifest.write(finished=True)
-    failed = {k: e.get("reason", "") for k, e in manifest.items.items() if e.get("status") != "done"}
+    failed, code = manifest.not_done(), manifest.exit_code(cfg.strict)
     done = len(manifest.items) - len(failed)
-    code = 1 if done == 0 or (cfg.strict and failed) else 0
     return PreprocessResult(out_dir, done, skipped, failed, time.time() - t0, code, manifest.items)
 
 

@@ -9,36 +9,25 @@ On a cluster (same command after ``--``)::
     ray job submit --working-dir . -- python -m laps_ray.jobs.segment_folder --input /data/videos \
         --output /data/out --report calib/report.json --report-key quantized.smoothed.best_f1.thr
 
-Flags: ``--checkpoint DIR`` (tokenizer; default the shipped ``laps_ray/assets/tokenizer_small``),
-``--report FILE --report-key KEY`` (threshold from a calibration report; a missing key is an error that
-lists the keys the report has), ``--config FILE`` (e.g. ``configs/segment_folder.yaml`` or the
-``best.yaml`` of sweep_thresholds, whose top-level ``energy:``/``segmentation:`` keys are this config's),
-``--num-actors N``, ``--shard-seconds S`` (0 = one shard per video), ``--strict`` (exit 1 if any video
-failed), ``--overwrite``, and ``key.sub=value`` overrides. The threshold is either fixed
-(``segmentation.threshold``) or from a report, never both, never a silent default.
+Flags: ``--checkpoint DIR`` (default the shipped ``laps_ray/assets/tokenizer_small``), ``--report FILE
+--report-key KEY`` or ``segmentation.threshold=X`` (never both, never a silent default), ``--config FILE``
+(``configs/segment_folder.yaml``, or sweep_thresholds' ``best.yaml``), ``--num-actors N``,
+``--shard-seconds S`` (0 = one shard per video), ``--strict``, ``--overwrite``, ``key.sub=value``.
 
-Work: the driver lists the videos, skips complete ones (``segments.json`` with the same checkpoint and
-config digests), deletes partial ones, predicts each video's processed-frame timeline from packet
-timestamps and cuts it into time shards of ``shard_seconds`` (shard boundaries on global window
-starts, shards overlapping by one window; see ``laps_ray.pipeline.shards``). A pool of actors
-(one tracker + tokenizer each; a GPU each only when the cluster has GPUs) runs the shards; when all
-shards of a video are back, one actor merges them and runs smoothing, change points and the state
-machine once for the video and writes its outputs (``segments.json`` last). Sharded and unsharded runs
-write identical outputs. A failed video is recorded in ``run.json`` and the job goes on; a killed
-actor is restarted by Ray and its call retried (outputs are atomic, shard files are rewritten whole).
+Work: everything is checked first (threshold, checkpoint loaded once, input, output), then Ray starts.
+Complete videos (``segments.json`` with the same digests) are skipped; the others are planned from
+packet timestamps and cut into time shards (``laps_ray.pipeline.shards``) that a pool of actors runs
+(``laps_ray.actors.pool.ActorPool``: retry, replacement, cluster loss); when all shards of a video are
+back, one actor merges them, segments the video once and writes its outputs (``segments.json`` last;
+sharded = unsharded, byte for byte). A video's old outputs are deleted only when it is recomputed; a
+failed video is recorded in ``run.json`` and the job goes on. This module keeps only the per-video
+bookkeeping (shards back → export; timeline mismatch → one unsharded shard).
 
-Outputs: ``<out>/<stem>/{segments.json, energy.jsonl, energy.png, timeline.npz, clips/, codes/}`` (formats in
-``laps_ray.io.exports``), ``<out>/run.json`` (config, versions, checkpoint digest, per-video status,
-timings, windows/s) and ``<out>/config.yaml``. Two inputs with the same stem get
-``<relative/path>`` with ``/`` replaced by ``__`` as their folder name.
+Outputs: ``<out>/<stem>/{segments.json, energy.jsonl, energy.png, timeline.npz, clips/, codes/}``
+(``laps_ray.io.exports``), ``<out>/run.json`` and ``<out>/config.yaml``. Two inputs with the same stem
+get ``<relative/path>`` with ``/`` replaced by ``__`` as their folder name.
 
-Scheduling is ``laps_ray.actors.pool.ActorPool`` (retry, actor replacement, cluster loss); this module
-keeps the per-video bookkeeping (shards back → export, timeline mismatch → one unsharded shard).
-Threshold, checkpoint, params and digests come from ``laps_ray.pipeline.resolve``.
-
-Driver metrics (``ray.util.metrics``, next to the actors' ones in ``laps_ray.actors.segment_actor``):
-``laps_segment_videos_total`` (counter, tag ``status`` = ``done`` | ``failed``) and
-``laps_segment_windows_per_second`` (gauge: windows computed / wall seconds of this run so far).
+Metrics for the dashboard: ``laps_ray.actors.segment_actor`` (the actors' and this driver's).
 """
 
 from __future__ import annotations
@@ -59,7 +48,7 @@ from laps_ray.actors.pool import (
     actor_options,
     pool_size,
 )
-from laps_ray.actors.segment_actor import FaultInjectionConfig, SegmentWorker
+from laps_ray.actors.segment_actor import FaultInjectionConfig, SegmentJobMetrics, SegmentWorker
 from laps_ray.config import ResourcesConfig, check
 from laps_ray.io import exports as ex
 from laps_ray.io.atomic import prepare_output_dir
@@ -165,9 +154,8 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
             windows_per_second=round(job.windows / max(time.time() - t0, 1e-9), 3),
         )
         manifest.write(finished=True)
-    failed = {k: e.get("reason", "") for k, e in manifest.items.items() if e.get("status") != "done"}
+    failed, code = manifest.not_done(), manifest.exit_code(cfg.strict)
     done = len(manifest.items) - len(failed)
-    code = 1 if done == 0 or (cfg.strict and failed) else 0
     return SegmentResult(out_dir, done, skipped, failed, job.windows, time.time() - t0, code, manifest.items)
 
 
@@ -259,18 +247,6 @@ def _clear(video: _Video) -> None:
             shutil.rmtree(video.out_dir)
 
 
-class _DriverMetrics:
-    def __init__(self) -> None:
-        from ray.util.metrics import Counter, Gauge
-
-        self.videos = Counter(
-            "laps_segment_videos_total", description="videos finished by segment_folder", tag_keys=("status",)
-        )
-        self.windows_per_second = Gauge(
-            "laps_segment_windows_per_second", description="windows computed per wall second of the run"
-        )
-
-
 class _Job:
     """The per-video bookkeeping around the actor pool: all shards back → export; a timeline mismatch
     → the video again as one unsharded shard."""
@@ -287,7 +263,7 @@ class _Job:
         self.by_key = {v.key: v for v in videos}
         self.windows = 0
         self.bar: rt.Progress | None = None
-        self.metrics: _DriverMetrics | None = None
+        self.metrics: SegmentJobMetrics | None = None
 
     def execute(self) -> None:
         """Run every shard and every per-video export on a pool of segment actors."""
@@ -315,7 +291,7 @@ class _Job:
             raise rt.JobError(str(exc)) from None
         t_ready = time.time()
         self.manifest.extra.update(actors=size, startup_seconds=round(t_ready - t_start, 3))
-        self.metrics = _DriverMetrics()
+        self.metrics = SegmentJobMetrics()
         self.bar = rt.Progress(len(videos), "segment_folder")
         for v in videos:
             v.outstanding = len(v.specs)

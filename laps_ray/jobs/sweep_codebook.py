@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -275,17 +273,16 @@ FLAGS = (
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "laps_ray.jobs.sweep_codebook", *argv])
     run_job(
         "sweep_codebook",
         __doc__,
         FLAGS,
         SweepCodebookConfig,
-        lambda cfg: run(cfg, command=command),
+        run,
         summary,
         argv,
         load=load_sweep_config,
+        record_command=True,
     )
 
 

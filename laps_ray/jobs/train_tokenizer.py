@@ -49,8 +49,6 @@ a WARNING and written to the metrics, the summary and the last line printed.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import TYPE_CHECKING
 
 from laps_ray.jobs import _runtime as rt
@@ -129,17 +127,16 @@ FLAGS = (
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "laps_ray.jobs.train_tokenizer", *argv])
     run_job(
         "train_tokenizer",
         __doc__,
         FLAGS,
         TrainTokenizerConfig,
-        lambda cfg: run(cfg, command=command),
+        run,
         summary_line,
         argv,
         load=load_train_config,
+        record_command=True,
     )
 
 

@@ -153,7 +153,7 @@ def codebook_usage_loss(
     (batch entropy → 1) while keeping each token close to one level (sample entropy → 0). Unlike an
     entropy of the integer ids, it has a gradient through FSQ's ``tanh`` bound to the encoder.
     It balances each channel's marginal, not the joint code distribution; in practice that is what
-    spreads the joint codes (tested in tests/test_tokenizer.py).
+    spreads the joint codes (tested in tests/unit/test_tokenizer.py).
 
     Args:
         level_pos: ``(..., d)`` float positions on the level grids.

@@ -12,7 +12,7 @@ value}`` to the base settings; it rebuilds every dataclass on a changed path, so
 **A trial** does per video what ``segment_folder`` does (``laps_ray.pipeline.segment.segment_video``):
 causal smoothing, the signal the state machine sees, change-point scores (cached per ``k``), the state
 machine (``core.segmentation.segment_offline``), then processed frames → seconds with the video's
-:class:`~laps_ray.core.timeline.SourceTimeline` (THE rule; ``tests/test_sweep_equals_evaluate.py``
+:class:`~laps_ray.core.timeline.SourceTimeline` (THE rule; ``tests/unit/test_sweep_equals_evaluate.py``
 checks that the sweep's score equals ``evaluate``'s score of segment_folder's output). Boundary
 P/R/F1 at every tolerance (``core.metrics``) with half a frame of the video's scoring frame rate
 (``laps_ray.io.ground_truth.scoring_fps``) as merge tolerance, as ``evaluate``; mean over videos.

@@ -24,7 +24,7 @@ reporting 3 checkpoints): it runs without ``ray.init`` and costs ~0.03 s per ``f
 RunRecorder (the second branch this pair already is), plus 1.3-2.2 s more imports
 (``ray.train.torch``) and an INFO line with the whole metrics dict on every report; Ray 2.60 also
 flags the mode as new ("file a report if you run into issues"). :class:`LocalIO` is ~25 lines.
-``tests/test_training.py`` re-checks the local mode's behaviour, so a Ray upgrade that changes it fails.
+``tests/unit/test_training.py`` re-checks the local mode's behaviour, so a Ray upgrade that changes it fails.
 
 Data: every worker loads the (small, in-memory) windows of the split from the track files itself
 and takes a disjoint shard per epoch (:func:`laps_ray.training.data.shard_batches`). Only

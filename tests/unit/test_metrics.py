@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import BREAKFAST, BREAKFAST_FPS
+from helpers import label_run_lengths as runs
 
 from laps_ray.core.metrics import (
     DEFAULT_MERGE_TOL_SEC,
@@ -26,15 +26,6 @@ from laps_ray.core.metrics import (
     segmentation_metrics,
 )
 from laps_ray.io.labels import Segment, frames_to_segments, read_frame_labels
-
-BREAKFAST = Path(__file__).parent / "data" / "labels_mstcn" / "breakfast"
-BREAKFAST_FPS = 15.0
-
-
-def runs(frames) -> list[tuple[str, int]]:
-    labels, starts, ends = label_runs(frames, bg_class=())
-    return [(lab, int(e - s)) for lab, s, e in zip(labels, starts, ends)]
-
 
 # ---------------------------------------------------------------- boundaries
 

@@ -21,19 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import real_footage
-import torch
+from helpers import CONFIGS, tiny_checkpoint
 
 from laps_ray.config import load_config
-from laps_ray.io.checkpoints import save_tokenizer
 from laps_ray.io.video import read_frames
 from laps_ray.jobs.segment_folder import SegmentJobConfig, run, summary
-from laps_ray.models.tokenizer import MotionTokenizer
-from laps_ray.models.tokenizer_config import named_config
 
-pytestmark = [pytest.mark.real, pytest.mark.ray]
+pytestmark = pytest.mark.real
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 CHECK_SHORTER = 64  # clips and sources are compared at this size (pixels, shorter side)
 MAX_MEAN_DIFF = 4.0  # grey levels: one H.264 re-encode of the right frame (measured <= 2 on these)
 
@@ -68,12 +64,10 @@ def job(request, tmp_path_factory) -> dict:
     folder.mkdir()
     for name, path in videos.items():
         (folder / name).symlink_to(path)
-    torch.manual_seed(0)  # energies do not matter here (threshold 0): the tiny random tokenizer is cheap
-    tcfg = named_config("tiny", num_points=400)
-    ckpt = save_tokenizer(root / "tok", MotionTokenizer(tcfg), tcfg)
+    ckpt = tiny_checkpoint(root / "tok")  # energies do not matter here (threshold 0): a tiny random one
     cfg = load_config(
         SegmentJobConfig,
-        REPO / "configs" / "segment_folder.yaml",
+        CONFIGS / "segment_folder.yaml",
         [
             f"input={folder}",
             f"output={root / 'out'}",

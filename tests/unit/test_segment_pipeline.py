@@ -10,19 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_SCENE_GATES, tiny_checkpoint
 
 from laps_ray.core.changepoint import ChangePointConfig
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig, mean_speed
-from laps_ray.core.gates import GateConfig, MotionGateConfig, PreGateConfig
 from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.core.smoothing import SmoothingConfig
-from laps_ray.io.checkpoints import load_tokenizer, save_tokenizer
+from laps_ray.io.checkpoints import load_tokenizer
 from laps_ray.io.energy_store import read_energy_jsonl
 from laps_ray.io.exports import ExportConfig
 from laps_ray.io.synthetic import make_action_video, make_vfr_video
 from laps_ray.io.video import iter_frames, probe, read_frames
-from laps_ray.models.tokenizer import MotionTokenizer
-from laps_ray.models.tokenizer_config import named_config
 from laps_ray.pipeline.local import process_video_local
 from laps_ray.pipeline.merge import VideoWindows, merge_shards
 from laps_ray.pipeline.outputs import VideoContext
@@ -32,24 +30,11 @@ from laps_ray.pipeline.shards import make_shards, plan_timeline
 from laps_ray.pipeline.window_processor import WindowProcessor
 from laps_ray.tracking.base import TrackerConfig
 
-# The synthetic scenes are small (160x120) with one small moving object: gates scaled to them
-# (the defaults come from the reference's hand-sized motion at 320 px).
-GATES = GateConfig(
-    PreGateConfig(mad_thr=0.0004, min_active_ratio=0.001),
-    MotionGateConfig(vel_norm_thr=0.002, min_active_ratio=0.01),
-)
-
-
-def _checkpoint(path: Path, T: int) -> Path:
-    torch.manual_seed(0)
-    cfg = named_config("tiny", num_points=400, T=T)  # random weights: no trained model in tests
-    return save_tokenizer(path, MotionTokenizer(cfg), cfg)
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("pipeline")
-    out = {"dir": d, "tok16": _checkpoint(d / "tok16", 16), "tok8": _checkpoint(d / "tok8", 8)}
+    out = {"dir": d, "tok16": tiny_checkpoint(d / "tok16", T=16), "tok8": tiny_checkpoint(d / "tok8", T=8)}
     out["v30"] = d / "v30.mp4"
     out["gt30"] = make_action_video(
         out["v30"], duration_s=8, fps=30, size=(160, 120), bursts=[(1.5, 3.5, "circle"), (5.0, 6.5, "shake")]
@@ -60,7 +45,9 @@ def data(tmp_path_factory) -> dict:
 
 
 def _processor(ckpt: Path, T: int = 16, energy: EnergyConfig | None = None) -> WindowProcessor:
-    return WindowProcessor(TrackerConfig(), GATES, energy or EnergyConfig(), ckpt, T=T, tokenizer_batch=8)
+    return WindowProcessor(
+        TrackerConfig(), SMALL_SCENE_GATES, energy or EnergyConfig(), ckpt, T=T, tokenizer_batch=8
+    )
 
 
 def _ctx(source: Path, out: Path, energy: EnergyConfig, seg: SegmentationConfig, T: int = 16) -> VideoContext:

@@ -1,23 +1,32 @@
 """Tracking layer: LK accuracy on warped textures, window sharing, and the CoTracker adapter.
 
-The CoTracker tests use a tiny stand-in hub directory written to tmp_path (no network, no weights):
-its modules have CoTracker's call signatures and an output that depends on the input in a checkable
-way, so the adapter's scaling, layout, queries, batching, weight loading and parsing are verified.
+The CoTracker tests use a tiny stand-in hub directory written to tmp_path (``helpers.write_fake_hub``:
+no network, no weights): its modules have CoTracker's call signatures and an output that depends on the
+input in a checkable way, so the adapter's scaling, layout, queries, batching, weight loading and
+parsing are verified (on CUDA too: tests/gpu/).
 """
 
 from __future__ import annotations
 
 import pickle
-import textwrap
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    FAKE_GAIN,
+    check_offline_adapter,
+    check_online_adapter,
+    colour_frames,
+    expected_tracks,
+    write_cotracker_checkpoint,
+    write_fake_hub,
+)
 
 from laps_ray.config import ConfigError
-from laps_ray.core.windows import grid_points, window_frame_indices, window_starts
+from laps_ray.core.windows import grid_points, window_starts
 from laps_ray.tracking import TrackerConfig, make_tracker
 from laps_ray.tracking.cotracker import visibility_to_bool
 from laps_ray.tracking.lk import LKTracker
@@ -189,184 +198,30 @@ def test_tracker_config_validation(override, key):
 # ----------------------------------------------------------------------------------------------------
 # CoTracker adapter against a stand-in hub directory
 
-FAKE_HUBCONF = '''
-"""Stand-in for facebookresearch/co-tracker's hubconf: CoTracker's call signatures, checkable output."""
-import torch
-from torch import nn
-
-dependencies = ["torch"]
-SOURCE = __file__
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gain = nn.Parameter(torch.zeros(2))
-
-
-def motion(net, video):
-    """(B, T, 3, H, W) -> (B, T, 2): per-frame mean of channels R, G / 255, times the gain, in px."""
-    return video.mean(dim=(3, 4))[:, :, :2] / 255.0 * net.gain
-
-
-class FakeOffline(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.model = Net()
-        self.calls = []
-        self.max_batch = None
-        self.source = SOURCE
-
-    def forward(self, video, queries=None, segm_mask=None, grid_size=0, grid_query_frame=0,
-                backward_tracking=False):
-        assert video.dim() == 5 and video.shape[2] == 3, video.shape
-        self.calls.append({"shape": tuple(video.shape), "dtype": video.dtype, "queries": queries.clone()})
-        if self.max_batch is not None and video.shape[0] > self.max_batch:
-            raise torch.cuda.OutOfMemoryError("fake OOM")
-        tracks = queries[:, None, :, 1:] + motion(self.model, video)[:, :, None, :]
-        prob = torch.where(queries[:, :, 1] < video.shape[-1] / 2, 0.95, 0.05)
-        return tracks, prob[:, None, :].expand(-1, video.shape[1], -1).clone()
-
-
-class FakeOnline(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.model = Net()
-        self.step = 4
-        self.calls = []
-        self.source = SOURCE
-
-    def forward(self, video_chunk, is_first_step=False, queries=None, grid_size=5, grid_query_frame=0,
-                add_support_grid=False):
-        assert video_chunk.dim() == 5 and video_chunk.shape[2] == 3, video_chunk.shape
-        self.calls.append({"first": is_first_step, "shape": tuple(video_chunk.shape),
-                           "queries": None if queries is None else queries.clone()})
-        if is_first_step:
-            self.queries, self.ind, self.tracks = queries.clone(), 0, None
-            return None, None
-        assert video_chunk.shape[1] <= 2 * self.step
-        new = self.queries[:, None, :, 1:] + motion(self.model, video_chunk)[:, :, None, :]
-        self.tracks = new if self.tracks is None else torch.cat([self.tracks[:, : self.ind], new], dim=1)
-        self.ind += self.step
-        return self.tracks, torch.ones(self.tracks.shape[:3], dtype=torch.bool)
-
-
-def _build(cls, pretrained):
-    model = cls()
-    if pretrained:  # stands for the downloaded weights
-        with torch.no_grad():
-            model.model.gain.fill_(0.5)
-    return model
-
-
-def cotracker3_offline(*, pretrained=True, **kwargs):
-    return _build(FakeOffline, pretrained)
-
-
-def cotracker3_online(*, pretrained=True, **kwargs):
-    return _build(FakeOnline, pretrained)
-'''
-
-GAIN = (1.0, 2.0)  # the checkpoint's value; the stand-in's default is 0 (unloaded) or 0.5 ("pretrained")
-
 
 @pytest.fixture
 def hub_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "co-tracker"
-    d.mkdir()
-    (d / "hubconf.py").write_text(textwrap.dedent(FAKE_HUBCONF))
-    return d
-
-
-def write_checkpoint(path: Path, form: str) -> Path:
-    gain = torch.tensor(GAIN)
-    state = {
-        "plain_inner": {"gain": gain},
-        "model_wrapped": {"model": {"gain": gain}, "step": 1000},
-        "state_dict_outer": {"state_dict": {"model.gain": gain}},
-    }[form]
-    torch.save(state, path)
-    return path
-
-
-def colour_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
-    """Frames whose mean R and G encode the frame index; B is noise (must not be read as R)."""
-    rng = np.random.default_rng(0)
-    frames = np.empty((num_frames, height, width, 3), np.uint8)
-    for f in range(num_frames):
-        frames[f, ..., 0] = 10 + 7 * f
-        frames[f, ..., 1] = 200 - 5 * f
-        frames[f, ..., 2] = rng.integers(0, 256, (height, width))
-    return frames
-
-
-def expected_tracks(frames: np.ndarray, starts, T: int, grid: int, gain=GAIN) -> np.ndarray:
-    """What the stand-in should return after the adapter's parsing: grid + gain * (R, G) / 255."""
-    height, width = frames.shape[1:3]
-    pts = grid_points(height, width, grid)
-    out = []
-    for s in starts:
-        idx = window_frame_indices(s, len(frames), T)
-        rg = frames[idx][..., :2].reshape(T, -1, 2).mean(axis=1) / 255.0 * np.asarray(gain)  # (T, 2)
-        tr = pts[None] + rg[:, None, :]
-        tr[0] = pts  # frame 0 is the seed grid
-        out.append(tr)
-    return np.stack(out).astype(np.float32)
+    return write_fake_hub(tmp_path / "co-tracker")
 
 
 @pytest.mark.parametrize("form", ["plain_inner", "model_wrapped", "state_dict_outer"])
 def test_cotracker_offline_adapter(hub_dir, tmp_path, form):
-    ckpt = write_checkpoint(tmp_path / "weights.pth", form)
+    ckpt = write_cotracker_checkpoint(tmp_path / "weights.pth", form)
     cfg = TrackerConfig(
         name="cotracker3_offline", grid=4, hub_dir=str(hub_dir), checkpoint=str(ckpt), batch_windows=2
     )
     tracker = make_tracker(cfg)
     assert tracker.model.source == str(hub_dir / "hubconf.py")  # loaded from the local directory
-    np.testing.assert_array_equal(tracker.model.model.gain.detach().numpy(), GAIN)  # checkpoint applied
+    np.testing.assert_array_equal(tracker.model.model.gain.detach().numpy(), FAKE_GAIN)  # checkpoint applied
 
-    frames, T, starts = colour_frames(14), 6, [0, 2, 4, 6, 8, 11]
-    tracks, vis = tracker.track_windows(frames, starts, T)
-    assert tracks.shape == (6, T, 16, 2) and tracks.dtype == np.float32
-    assert vis.shape == (6, T, 16) and vis.dtype == bool
-
-    calls = tracker.model.calls
-    assert [c["shape"] for c in calls] == [(2, T, 3, 48, 64)] * 3  # batches of 2 windows, (B, T, 3, H, W)
-    assert all(c["dtype"] == torch.float32 for c in calls)
-    pts = torch.from_numpy(grid_points(48, 64, 4))
-    for c in calls:  # our grid, queried at t=0, same for every window of the batch
-        np.testing.assert_array_equal(c["queries"][..., 0].numpy(), 0)
-        np.testing.assert_allclose(c["queries"][..., 1:].numpy(), pts.expand(2, -1, -1).numpy())
-
-    # Output = grid + gain * mean(R, G)/255 with 0-255 input (fed [0, 1] it would be 255x smaller).
-    np.testing.assert_allclose(tracks, expected_tracks(frames, starts, T, 4), atol=1e-4)
-    # Float visibility probabilities are thresholded: 0.95 left half, 0.05 right half; frame 0 visible.
-    left = (grid_points(48, 64, 4)[:, 0] < 32)[None, None].repeat(6, 0).repeat(T - 1, 1)
-    np.testing.assert_array_equal(vis[:, 1:], left)
-    assert vis[:, 0].all()
+    calls = check_offline_adapter(tracker)
+    assert {c["device"] for c in calls} == {tracker.device.type}  # the CPU here, CUDA in tests/gpu/
 
 
 def test_cotracker_online_adapter_chunks_one_window_at_a_time(hub_dir, tmp_path):
-    ckpt = write_checkpoint(tmp_path / "online.pth", "model_wrapped")
+    ckpt = write_cotracker_checkpoint(tmp_path / "online.pth", "model_wrapped")
     cfg = TrackerConfig(name="cotracker3_online", grid=4, hub_dir=str(hub_dir), checkpoint=str(ckpt))
-    tracker = make_tracker(cfg)
-    frames, T, starts = colour_frames(16), 10, [0, 3]
-    tracks, vis = tracker.track_windows(frames, starts, T)
-
-    # Per window: register the queries, then chunks of 2*step frames moving by step (4): 0-7, 4-9.
-    calls = tracker.model.calls
-    assert [(c["first"], c["shape"][:2]) for c in calls] == [
-        (True, (1, T)),
-        (False, (1, 8)),
-        (False, (1, 6)),
-    ] * 2
-    np.testing.assert_allclose(calls[0]["queries"][0, :, 1:].numpy(), grid_points(48, 64, 4))
-    assert all(c["queries"] is None for c in calls if not c["first"])
-    np.testing.assert_allclose(tracks, expected_tracks(frames, starts, T, 4), atol=1e-4)
-    assert vis.all()
-    # One window via track() gives the same as via track_windows.
-    tr1, vi1 = tracker.track(frames[3:13])
-    np.testing.assert_allclose(tr1, tracks[1], atol=1e-6)
-    np.testing.assert_array_equal(vi1, vis[1])
+    check_online_adapter(make_tracker(cfg))
 
 
 @pytest.mark.parametrize("layout", ["clone", "torch_hub_cache"])
@@ -374,8 +229,7 @@ def test_cotracker_without_checkpoint_asks_hub_for_pretrained_weights(tmp_path, 
     repo = (
         tmp_path / "cache" / "facebookresearch_co-tracker_main" if layout == "torch_hub_cache" else tmp_path
     )
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / "hubconf.py").write_text(textwrap.dedent(FAKE_HUBCONF))
+    write_fake_hub(repo)
     hub_dir = tmp_path / "cache" if layout == "torch_hub_cache" else repo
     tracker = make_tracker(TrackerConfig(name="cotracker3_offline", grid=4, hub_dir=str(hub_dir)))
     assert tracker.model.source == str(repo / "hubconf.py")
@@ -383,7 +237,7 @@ def test_cotracker_without_checkpoint_asks_hub_for_pretrained_weights(tmp_path, 
 
 
 def test_cotracker_halves_the_batch_on_out_of_memory(hub_dir, tmp_path):
-    ckpt = write_checkpoint(tmp_path / "w.pth", "plain_inner")
+    ckpt = write_cotracker_checkpoint(tmp_path / "w.pth", "plain_inner")
     cfg = TrackerConfig(
         name="cotracker3_offline", grid=4, hub_dir=str(hub_dir), checkpoint=str(ckpt), batch_windows=4
     )

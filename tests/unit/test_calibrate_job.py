@@ -8,59 +8,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_energy_outputs
 
+from laps_ray.core.smoothing import SmoothingConfig
 from laps_ray.io.energy_store import EnergyFormatError, find_energy_files, read_energy_jsonl, read_run_meta
 from laps_ray.io.reports import ReportError, read_report_threshold, threshold_keys
 from laps_ray.jobs import calibrate as cal
 
 T, STRIDE, FPS = 16, 4, 20.0  # source fps = target fps: source frames = processed frames
+NO_SMOOTHING = SmoothingConfig(method="none")
 
 
 def write_video(root: Path, stem: str, energies: dict[str, np.ndarray], gated=None, codes=None) -> Path:
-    """A segment_folder-style <root>/<stem>/ with energy.jsonl and segments.json (format of the contract)."""
-    d = root / stem
-    d.mkdir(parents=True, exist_ok=True)
-    W = len(energies["quantized"])
-    gated = np.zeros(W, bool) if gated is None else np.asarray(gated, bool)
-    lines = []
-    for w in range(W):
-        sf, ef = w * STRIDE, w * STRIDE + T - 1
-        g = bool(gated[w])
-        e = 0.0 if g else float(energies["quantized"][w])
-        c = None if g else ([int(x) for x in codes[w]] if codes is not None else [w % 7] * (T - 1))
-        rec = {
-            "window": w,
-            "start_frame": sf,
-            "end_frame": ef,
-            "t_start": sf / FPS,
-            "t_end": ef / FPS,
-            "energy": e,
-            "energy_smooth": e,
-            "gated": g,
-            "codes": c,
-            "energies": {k: (0.0 if g and k != "velocity" else float(v[w])) for k, v in energies.items()},
-        }
-        lines.append(json.dumps(rec))
-    (d / "energy.jsonl").write_text("\n".join(lines) + "\n")
-    n_frames = (W - 1) * STRIDE + T
-    seg = {
-        "video": f"{stem}.mp4",
-        "video_duration_sec": n_frames / FPS,
-        "fps": FPS,
-        "segments": [],
-        "params": {
-            "T": T,
-            "stride": STRIDE,
-            "target_fps": FPS,
-            "energy": {"source": "quantized", "mode": "token_diff_l2_mean"},
-            "segmentation": {},
-            "threshold": 1.0,
-        },
-        "checkpoint_sha256": "0" * 64,
-        "config_sha256": "0" * 64,
-    }
-    (d / "segments.json").write_text(json.dumps(seg))
-    return d
+    """A segment_folder-style <root>/<stem>/ (energy.jsonl unsmoothed, as calibrate reads raw energies)."""
+    params = {"segmentation": {}, "threshold": 1.0}
+    return write_energy_outputs(
+        root, stem, energies, gated=gated, codes=codes, smoothing=NO_SMOOTHING, params=params,
+        T=T, stride=STRIDE, fps=FPS,
+    )  # fmt: skip
 
 
 def action_intervals(rng, duration: float) -> list[tuple[float, float]]:

@@ -1,127 +1,41 @@
-"""sweep_thresholds: scoring on cached energies (no Ray) and a small Tune grid with a planted optimum."""
+"""sweep_thresholds: scoring on cached energies (no Ray).
+The Tune grid: tests/ray/test_sweep_thresholds_tune.py."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SWEEP_FPS as FPS
+from helpers import SWEEP_GRID as GRID
+from helpers import SWEEP_STRIDE as STRIDE
+from helpers import SWEEP_T as T
+from helpers import (
+    blocks_energy,
+    make_planted_sweep,
+    segments_in_seconds,
+    sweep_cfg,
+    write_sweep_energies,
+)
 
-from laps_ray.config import ConfigError, get_key, load_config, with_overrides
+from laps_ray.config import ConfigError, get_key, with_overrides
 from laps_ray.core.changepoint import ChangePointConfig, changepoint_scores
-from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.segmentation import SegmentationConfig, WindowGeometry, segment_offline
 from laps_ray.core.smoothing import SmoothingConfig, smooth
-from laps_ray.core.timeline import SourceTimeline
-from laps_ray.io.exports import write_timeline
 from laps_ray.jobs import sweep_thresholds as sw
 from laps_ray.pipeline import threshold_sweep as ts
 
-T, STRIDE, FPS = 16, 4, 20.0  # source fps = target fps: source frame = processed frame
-PLANTED = SegmentationConfig(
-    threshold=1.0
-)  # defaults otherwise: ratio .95, up 2, down 2, cooldown 1, min .8 s
 SMOOTHING = SmoothingConfig()  # EMA 0.7
-
-
-def write_video(root: Path, stem: str, energy: np.ndarray, codes: np.ndarray, velocity=None) -> Path:
-    """segment_folder-style <root>/<stem>/energy.jsonl + segments.json (no video file anywhere)."""
-    d = root / stem
-    d.mkdir(parents=True, exist_ok=True)
-    W = energy.size
-    velocity = energy / 20 if velocity is None else velocity
-    sm = smooth(energy, SMOOTHING)
-    lines = []
-    for w in range(W):
-        sf, ef = w * STRIDE, w * STRIDE + T - 1
-        rec = {
-            "window": w,
-            "start_frame": sf,
-            "end_frame": ef,
-            "t_start": sf / FPS,
-            "t_end": ef / FPS,
-            "energy": float(energy[w]),
-            "energy_smooth": float(sm[w]),
-            "gated": False,
-            "codes": [int(c) for c in codes[w]],
-            "energies": {"quantized": float(energy[w]), "prequant": 0.0, "velocity": float(velocity[w])},
-        }
-        lines.append(json.dumps(rec))
-    (d / "energy.jsonl").write_text("\n".join(lines) + "\n")
-    doc = {
-        "video": f"{stem}.mp4",
-        "video_duration_sec": ((W - 1) * STRIDE + T) / FPS,
-        "fps": FPS,
-        "segments": [],
-        "params": {
-            "T": T,
-            "stride": STRIDE,
-            "target_fps": FPS,
-            "energy": {"source": "quantized", "mode": "token_diff_l2_mean"},
-        },
-    }
-    (d / "segments.json").write_text(json.dumps(doc))
-    F = (W - 1) * STRIDE + T  # processed frames = source frames here
-    write_timeline(d / "timeline.npz", SourceTimeline(np.arange(F), np.arange(F) / FPS, F - 1, FPS))
-    return d
-
-
-def blocks_energy(rng, spec: list[tuple[str, int]]) -> np.ndarray:
-    """Piecewise energy: rest ~0.2, medium 0.7 (on only for thresholds < 0.7), low motion 1.3, high 1.8."""
-    level = {"rest": 0.2, "medium": 0.7, "low": 1.3, "high": 1.8}
-    return np.concatenate([level[k] + rng.uniform(-0.08, 0.08, n) for k, n in spec])
-
-
-def to_seconds(segs, W: int) -> list[dict]:
-    """Processed frames -> seconds as segment_folder maps them (source = processed frames at 20 fps: a
-    segment ends where the next frame starts)."""
-    return [{"start_sec": s.start_frame / FPS, "end_sec": (s.end_frame + 1) / FPS} for s in segs]
 
 
 @pytest.fixture()
 def planted(tmp_path):
     """Two videos of cached energies + GT made by the planted settings; returns (energy_dir, gt_dir)."""
-    rng = np.random.default_rng(7)
-    specs = {
-        # long 'high' blocks (> 3 s) are split by max_duration 3 s; 'medium' blocks appear at thr 0.5;
-        # 'low' blocks vanish at thr 1.6.
-        "cam_a": [("rest", 12), ("high", 30), ("rest", 15), ("medium", 10), ("rest", 12), ("low", 14)]
-        + [("rest", 15), ("high", 20), ("rest", 12)],
-        "cam_b": [("rest", 10), ("low", 12), ("rest", 14), ("high", 35), ("rest", 10), ("medium", 9)]
-        + [("rest", 14), ("low", 18), ("rest", 10)],
-    }
-    energy_dir, gt_dir = tmp_path / "out", tmp_path / "gt"
-    gt_dir.mkdir()
-    for stem, spec in specs.items():
-        e = blocks_energy(rng, spec)
-        W = e.size
-        write_video(energy_dir, stem, e, rng.integers(0, 50, (W, T - 1)))
-        segs = segment_offline(smooth(e, SMOOTHING), PLANTED, WindowGeometry(T, STRIDE, FPS))
-        assert len(segs) == 3  # the high and low blocks of each video, nothing else
-        doc = {"video": f"{stem}.mp4", "video_duration_sec": ((W - 1) * STRIDE + T) / FPS}
-        doc["segments"] = to_seconds(segs, W)
-        (gt_dir / f"{stem}_segments.json").write_text(json.dumps(doc))
-    return energy_dir, gt_dir
-
-
-def sweep_cfg(energy_dir, gt_dir, out, **space) -> sw.SweepJobConfig:
-    return sw.SweepJobConfig(
-        input=str(energy_dir),
-        gt=str(gt_dir) if gt_dir else "",
-        output=str(out),
-        tolerance_sec=0.5,
-        tolerances_sec=[0.5, 2.0],
-        space=sw.SweepSpaceConfig(**space),
-    )
-
-
-GRID = {"threshold": [0.5, 1.0, 1.6], "max_duration_sec": [0.0, 3.0]}
+    return make_planted_sweep(tmp_path)
 
 
 def test_scoring_has_a_unique_planted_optimum_without_ray(planted, tmp_path):
@@ -160,7 +74,7 @@ def test_changepoint_settings_use_cached_code_scores(tmp_path):
     codes = rng.integers(100, 130, (W, T - 1))
     codes[12:37] = rng.integers(0, 4, (25, T - 1))
     codes[37:62] = rng.integers(10, 14, (25, T - 1))
-    write_video(tmp_path / "out", "v", e, codes)
+    write_sweep_energies(tmp_path / "out", "v", e, codes)
     cp = ChangePointConfig(enable=True)
     truth_cfg = SegmentationConfig(threshold=1.0, changepoint=cp)
     valid = np.ones(W, bool)
@@ -176,7 +90,7 @@ def test_changepoint_settings_use_cached_code_scores(tmp_path):
     doc = {
         "video": "v.mp4",
         "video_duration_sec": ((W - 1) * STRIDE + T) / FPS,
-        "segments": to_seconds(segs, W),
+        "segments": segments_in_seconds(segs),
     }
     (gt / "v.json").write_text(json.dumps(doc))
     cfg = sweep_cfg(tmp_path / "out", gt, tmp_path / "s", threshold=[1.0], changepoint_enable=[False, True])
@@ -238,39 +152,3 @@ def test_trial_module_does_not_import_video_code():
     code = "import sys, laps_ray.jobs.sweep_thresholds; print('laps_ray.io.video' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-@dataclass
-class SegmentSide:
-    """What segment_folder's config nests: the two sections best.yaml must fill."""
-
-    energy: EnergyConfig = field(default_factory=EnergyConfig)
-    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
-
-
-@pytest.mark.ray
-def test_tune_sweep_finds_planted_optimum(ray_local, planted, tmp_path):
-    energy_dir, gt_dir = planted
-    assert not [p for p in energy_dir.rglob("*") if p.suffix in (".mp4", ".avi", ".mov", ".mkv")]
-    out = tmp_path / "sweep"
-    res = sw.run(sweep_cfg(energy_dir, gt_dir, out, **GRID))
-    assert len(res.trials) == 6
-    best = res.best
-    assert (best["threshold"], best["max_duration_sec"], best["f1"]) == (1.0, 0.0, 1.0)
-    assert [t["rank"] for t in res.trials] == list(range(6)) and res.trials[0] is best
-    assert all(t["f1"] < 0.95 for t in res.trials[1:])
-    assert not any(t["video_module_loaded"] for t in res.trials)  # trials only saw cached arrays
-
-    rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert len(rows) == 6 and rows[0]["threshold"] == "1.0" and float(rows[0]["f1"]) == 1.0
-    assert {"hysteresis_ratio", "precision@2.0s"} - set(rows[0]) == {"hysteresis_ratio"}  # only swept params
-    assert json.loads((out / "trials.json").read_text())[0]["max_duration_sec"] == 0.0
-    result = json.loads((out / "result.json").read_text())
-    assert result["num_trials"] == 6 and result["labels"]["kind"] == "ground_truth"
-    assert Path(result["tune_dir"]).is_dir() and Path(result["tune_dir"]).is_relative_to(out)
-
-    side = load_config(SegmentSide, out / "best.yaml")
-    assert side.segmentation.threshold == 1.0 and side.segmentation.max_duration_sec == 0.0
-    assert side.energy.source == "quantized" and side.energy.smoothing.alpha == 0.7
-    assert side.segmentation == PLANTED
-    assert "Ray Tune" not in sw.summary_text(res) and "F1@0.5s 1.0000" in sw.summary_text(res)

@@ -8,49 +8,41 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import BREAKFAST, write_segments_doc
 
 from laps_ray.io.ground_truth import FALLBACK_FPS, GroundTruth, load_ground_truth, scoring_fps
 from laps_ray.io.labels import read_frame_labels
 from laps_ray.jobs import evaluate as ev
 
-BREAKFAST = Path(__file__).parent / "data" / "labels_mstcn" / "breakfast"
 FPS = 15.0
 A, B, C = "P03_cam01_P03_coffee", "P08_webcam01_P08_coffee", "P06_cam01_P06_coffee"
 
 
-def write_segments_json(
+def write_predictions(
     root: Path, stem: str, segs: list[tuple[float, float, str | None, float]], duration: float
-):
+) -> None:
     """A segment_folder-style <root>/<stem>/segments.json (start/end in seconds, label, mean_energy)."""
-    d = root / stem
-    d.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "video": f"{stem}.mp4",
-        "video_duration_sec": duration,
-        "fps": 30.0,
-        "segments": [
-            {
-                "start_sec": s,
-                "end_sec": e,
-                "start_frame": 0,
-                "end_frame": 0,
-                "mean_energy": m,
-                "clip": f"clips/segment_{k:04d}.mp4",
-                "codes": f"codes/segment_{k:04d}.json",
-                **({"label": lab} if lab is not None else {}),
-            }
-            for k, (s, e, lab, m) in enumerate(segs)
-        ],
-        "params": {"T": 16, "stride": 4, "target_fps": 20.0},
-        "checkpoint_sha256": "0" * 64,
-        "config_sha256": "0" * 64,
-    }
-    (d / "segments.json").write_text(json.dumps(doc))
+    segments = [
+        {
+            "start_sec": s,
+            "end_sec": e,
+            "start_frame": 0,
+            "end_frame": 0,
+            "mean_energy": m,
+            "clip": f"clips/segment_{k:04d}.mp4",
+            "codes": f"codes/segment_{k:04d}.json",
+            **({"label": lab} if lab is not None else {}),
+        }
+        for k, (s, e, lab, m) in enumerate(segs)
+    ]
+    write_segments_doc(
+        root / stem, stem, duration, 30.0, segments, {"T": 16, "stride": 4, "target_fps": 20.0}
+    )
 
 
 @pytest.fixture()
 def breakfast(tmp_path):
-    """GT = real P03 and P08 files; predictions derived from them by known edits (as tests/test_metrics.py).
+    """GT = real P03 and P08 files; predictions derived from them by known edits (as unit/test_metrics.py).
 
     P03 runs: SIL[0,38) take_cup[38,199) pour_coffee[199,378) pour_milk[378,775) SIL[775,917).
     Prediction: take_cup [48,199) (start +10 frames), one segment [199,765) over pour_coffee + pour_milk
@@ -63,10 +55,10 @@ def breakfast(tmp_path):
         shutil.copy(BREAKFAST / stem, gt / stem)
     assert len(read_frame_labels(gt / A)) == 917 and len(read_frame_labels(gt / B)) == 271
     f = 1 / FPS
-    write_segments_json(
+    write_predictions(
         pred, A, [(48 * f, 199 * f, "segment_0000", 3.0), (199 * f, 765 * f, "segment_0001", 2.0)], 917 * f
     )
-    write_segments_json(pred, B, [(2 * f, 70 * f, "segment_0000", 1.0)], 271 * f)
+    write_predictions(pred, B, [(2 * f, 70 * f, "segment_0000", 1.0)], 271 * f)
     return gt, pred
 
 
@@ -78,7 +70,7 @@ def test_breakfast_metrics_equal_hand_computed_values(breakfast, tmp_path):
     gt, pred = breakfast
     r = ev.run(cfg_for(gt, pred, tmp_path / "eval", fps=FPS, uncovered_label="SIL"))
     s = r.summary
-    # Frame metrics: identical frames to tests/test_metrics.py's breakfast_pair once the Hungarian map
+    # Frame metrics: identical frames to tests/unit/test_metrics.py's breakfast_pair once the Hungarian map
     # (on covered frames) sends segment_0000 -> take_cup / pour_coffee and segment_0001 -> pour_milk.
     assert s["mof"] == pytest.approx(100 * 901 / 1188)
     assert s["edit"] == pytest.approx(90.0)
@@ -174,7 +166,7 @@ def test_laps_json_ground_truth_hand_case(tmp_path):
     doc = {"video": "v.mp4", "video_duration_sec": 20.0, "segments": [{"start_sec": 2.0, "end_sec": 6.0}]}
     doc["segments"].append({"start_sec": 8.0, "end_sec": 14.0})
     (gt / "v_segments.json").write_text(json.dumps(doc))
-    write_segments_json(
+    write_predictions(
         pred, "v", [(2.5, 6.0, None, 2.0), (9.0, 13.0, None, 1.0), (16.0, 18.0, None, 3.0)], 20.0
     )
     r = ev.run(cfg_for(gt, pred, tmp_path / "eval", fps=10.0, tolerances_sec=[0.5, 2.0]))

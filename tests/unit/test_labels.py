@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import BREAKFAST, BREAKFAST_FPS
+from helpers import label_run_lengths as runs
 
-from laps_ray.core.metrics import label_runs
 from laps_ray.io.labels import (
     LabelFormatError,
     Segment,
@@ -17,15 +17,6 @@ from laps_ray.io.labels import (
     segments_to_frames,
     write_laps_segments,
 )
-
-BREAKFAST = Path(__file__).parent / "data" / "labels_mstcn" / "breakfast"
-BREAKFAST_FPS = 15.0
-
-
-def runs(frames) -> list[tuple[str, int]]:
-    labels, starts, ends = label_runs(frames, bg_class=())
-    return [(lab, int(e - s)) for lab, s, e in zip(labels, starts, ends)]
-
 
 # ---------------------------------------------------------------- label files
 

@@ -14,18 +14,14 @@ import json
 import shutil
 
 import pytest
-import torch
+from helpers import SMALL_SCENE_GATES, tiny_checkpoint
 
 from laps_ray.config import to_dict
 from laps_ray.core.energy import EnergyConfig
-from laps_ray.core.gates import GateConfig, MotionGateConfig, PreGateConfig
-from laps_ray.io.checkpoints import save_tokenizer
 from laps_ray.io.exports import ExportConfig
 from laps_ray.io.synthetic import make_action_video
 from laps_ray.jobs import evaluate as ev
 from laps_ray.jobs import sweep_thresholds as sw
-from laps_ray.models.tokenizer import MotionTokenizer
-from laps_ray.models.tokenizer_config import named_config
 from laps_ray.pipeline import threshold_sweep as ts
 from laps_ray.pipeline.local import process_video_local
 from laps_ray.pipeline.outputs import VideoContext
@@ -33,11 +29,6 @@ from laps_ray.pipeline.window_processor import WindowProcessor
 from laps_ray.tracking.base import TrackerConfig
 
 T, STRIDE, TARGET_FPS = 16, 4, 20.0
-# Small scenes (96x72, one small moving object): gates scaled to them, as tests/test_segment_pipeline.py.
-GATES = GateConfig(
-    PreGateConfig(mad_thr=0.0004, min_active_ratio=0.001),
-    MotionGateConfig(vel_norm_thr=0.002, min_active_ratio=0.01),
-)
 # The fixed setting, in swept names; smoothing and up_count differ from the sweep's base (the defaults),
 # so the sweep's override of its base must reproduce segment_folder's settings too.
 SETTING = {"threshold": 0.0015, "smoothing_alpha": 0.5, "up_count": 1}
@@ -55,13 +46,11 @@ KEYS = ["boundary/num_pred", "boundary/num_gt"] + [
 def outputs(tmp_path_factory):
     """segment_folder outputs of the two videos made with SETTING, their GT, and SETTING's settings."""
     d = tmp_path_factory.mktemp("sweep_eq")
-    torch.manual_seed(0)
-    tok = named_config("tiny", num_points=400, T=T)  # the velocity energy does not use its weights
-    ckpt = save_tokenizer(d / "tok", MotionTokenizer(tok), tok)
+    ckpt = tiny_checkpoint(d / "tok", T=T)  # the velocity energy does not use its weights
     settings = ts.trial_best(
         ts.SegmentSettings(EnergyConfig(source="velocity")), SETTING, SETTING["threshold"]
     )
-    wp = WindowProcessor(TrackerConfig(), GATES, settings.energy, ckpt, T=T, tokenizer_batch=8)
+    wp = WindowProcessor(TrackerConfig(), SMALL_SCENE_GATES, settings.energy, ckpt, T=T, tokenizer_batch=8)
     out, gt = d / "out", d / "gt"
     gt.mkdir()
     for stem, (fps, bursts, seed) in VIDEOS.items():

@@ -3,15 +3,14 @@
 Every video here is generated on the fly (tiny sizes, ultrafast preset); nothing touches the network
 except a connection attempt to a closed port on localhost. Files with the timestamp oddities of real
 footage (B-frames muxed with pts == dts, edit lists, negative, repeated and missing timestamps, AVI
-drop frames) are made with PyAV here; tests/test_real_footage.py runs the real ones.
+drop frames) are made with PyAV here; tests/ray/test_real_footage.py runs the real ones, and
+tests/e2e/test_video_memory.py the 8K memory check.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -542,51 +541,6 @@ def test_unknown_codec_tag_is_unsupported_codec(tmp_path, name, codec, old, new)
     with pytest.raises(VideoError, match="unsupported codec"):
         write_clips(path, [(0, 2)], [tmp_path / "clip.mp4"])
     assert not (tmp_path / "clip.mp4").exists()
-
-
-def _make_8k(path: Path, n: int) -> None:
-    """``n`` frames of 7680x4320 (a gradient and a moving square: cheap to encode)."""
-    w, h = 7680, 4320
-    base = np.full((h * 3 // 2, w), 128, np.uint8)  # yuv420p planes: Y rows, then U and V
-    base[:h] = np.linspace(16, 235, w, dtype=np.uint8)[None, :]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30, options={"preset": "ultrafast", "crf": "35"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for k in range(n):
-            img = base.copy()
-            img[350 * k : 350 * k + 400, 600 * k : 600 * k + 600] = 250
-            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="yuv420p")))
-        c.mux(s.encode(None))
-
-
-def test_8k_clips_and_frames_memory_bounded_by_frame_size(tmp_path):
-    # 12 frames: the unbounded decode queue of full-size RGB frames (100 MB each at 8K) and x264's
-    # default threads and look-ahead took ~1.9 GB for these clips; bounded, it stays near 1.1 GB.
-    src = tmp_path / "8k.mp4"
-    _make_8k(src, 12)
-    outs = [str(tmp_path / f"c{k}.mp4") for k in range(3)]
-    work = f"""
-import time
-from laps_ray.io.video import iter_frames, probe, write_clips
-assert write_clips({str(src)!r}, [(1, 5), (6, 11), (3, 9)], {outs!r}) == [5, 6, 7]  # overlapping
-assert [probe(p).num_frames for p in {outs!r}] == [5, 6, 7]
-n = 0
-for f in iter_frames({str(src)!r}):  # full-size RGB frames, consumed slower than they are decoded
-    assert f.image.shape == (4320, 7680, 3)
-    time.sleep(0.1)
-    n += 1
-assert n == 12
-"""
-    # The work runs in a grandchild, so its peak RSS is the only child's peak the middle process sees.
-    measure = (
-        "import resource, subprocess, sys\n"
-        f"subprocess.run([sys.executable, '-c', {work!r}], check=True)\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    peak_mb = int(done.stdout.split()[-1]) / 1024  # Linux ru_maxrss is in KiB
-    assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
 
 
 # ---------------------------------------------------------------------------------------- listing

@@ -1,6 +1,7 @@
 from dataclasses import dataclass, field
 
 import pytest
+from helpers import CONFIGS, REPO
 
 from laps_ray.config import ConfigError, check, config_sha256, load_config, to_yaml
 
@@ -68,12 +69,9 @@ def test_yaml_round_trip_and_digest(tmp_path):
 
 
 def test_every_shipped_config_file_parses():
-    from pathlib import Path
-
     from laps_ray.jobs.preprocess import PreprocessJobConfig
 
-    root = Path(__file__).resolve().parents[1] / "configs"
-    load_config(PreprocessJobConfig, root / "preprocess.yaml")
+    load_config(PreprocessJobConfig, CONFIGS / "preprocess.yaml")
 
 
 @dataclass
@@ -95,12 +93,10 @@ def test_nested_validation_names_the_full_path():
 
 def test_cluster_yaml_validates_offline():
     """cluster.yaml passes Ray's own schema check (no cloud access; private API, Ray pinned)."""
-    from pathlib import Path
-
     import yaml
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "cluster.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "cluster.yaml").read_text())
     validate_config(prepare_config(cfg))
     assert {"head", "cpu_worker", "gpu_worker"} <= set(cfg["available_node_types"])
     assert all(

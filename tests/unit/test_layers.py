@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "laps_ray"
+from helpers import REPO
+
+PACKAGE = REPO / "laps_ray"
 RANK = {"core": 1, "models": 2, "io": 3, "tracking": 3, "pipeline": 4, "actors": 5, "training": 5, "jobs": 6}
 SHARED = {"laps_ray", "laps_ray.config"}  # importable from every layer
 PURE_FORBIDDEN = ("ray", "av", "cv2", "h5py", "matplotlib")

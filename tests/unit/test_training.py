@@ -1,21 +1,19 @@
-"""Tokenizer training: data, steps, the plain loop, resume, the TorchTrainer job, the shipped checkpoint."""
+"""Tokenizer training without Ray: data, steps, the plain loop, resume, the shipped checkpoint. Ray Train:
+tests/ray/test_training_ray.py; ``ray job submit``: tests/e2e/test_training_submit.py."""
 
 from __future__ import annotations
 
 import json
-import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIGS, job_help, train_cfg
 
 from laps_ray.config import ConfigError
-from laps_ray.core.windows import grid_points, normalized_velocities
+from laps_ray.core.windows import normalized_velocities
 from laps_ray.io.checkpoints import load_tokenizer, read_meta, save_tokenizer
-from laps_ray.io.track_store import TrackMeta, list_track_files, load_windows, write_tracks
+from laps_ray.io.track_store import list_track_files, load_windows
 from laps_ray.jobs.train_tokenizer import main, run, summary_line
 from laps_ray.models.losses import displacement_classes
 from laps_ray.training.config import load_train_config
@@ -28,49 +26,6 @@ from laps_ray.training.steps import (
     lr_factor,
     scale_input_projection,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-GRID = 4  # tiny model: 16 points
-# Per motion kind: per-step (dx, dy) in px and which grid rows move (planted, learnable patterns).
-KINDS = [((0, 0), []), ((2, 0), [0, 1]), ((0, -3), [2, 3]), ((-1, 1), [1, 2])]
-
-
-def write_synthetic_tracks(folder: Path, num_videos: int = 6, windows: int = 16, seed: int = 0) -> Path:
-    """Track files for a ``tiny`` model: 4x4 grids in two frame sizes, four planted motion kinds."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in range(num_videos):
-        h, w = (48, 64) if v % 2 == 0 else (64, 48)
-        base = grid_points(h, w, GRID) + 0.25  # (16, 2) row-major; off the .5 rounding edges
-        tracks = np.zeros((windows, 16, GRID * GRID, 2), np.float32)
-        for i in range(windows):
-            (dx, dy), rows = KINDS[int(rng.integers(0, len(KINDS)))]
-            moving = np.isin(np.arange(GRID * GRID) // GRID, rows)[None, :, None]
-            steps = np.arange(16, dtype=np.float32)[:, None, None] * np.array([dx, dy], np.float32)
-            tracks[i] = base + steps * moving + rng.normal(0, 0.05, (16, GRID * GRID, 2))
-        vis = rng.random((windows, 16, GRID * GRID)) > 0.03
-        meta = TrackMeta(
-            height=h, width=w, fps=20.0, source_fps=30.0, stride=4, T=16, grid=GRID,
-            tracker="synthetic", source=f"video_{v}.mp4",
-        )  # fmt: skip
-        write_tracks(folder / f"video_{v}.h5", tracks, vis, meta)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tracks(tmp_path_factory) -> Path:
-    return write_synthetic_tracks(tmp_path_factory.mktemp("tracks"))
-
-
-def _cfg(tracks: Path, out: Path, *extra: str):
-    return load_train_config(
-        REPO / "configs" / "train_tokenizer.yaml",
-        [
-            f"tracks={tracks}", f"output={out}", "model=tiny", "batch_size=16", "optim.lr=3e-3",
-            "val_fraction=0.34", "log_every_steps=2", "train_metrics_every=1", "threads=1", *extra,
-        ],
-    )  # fmt: skip
-
 
 # ----------------------------------------------------------------------------------- pure helpers
 
@@ -101,8 +56,8 @@ def test_class_decoding_inverts_targets_and_perfect_prediction_has_zero_endpoint
     assert float(err_sum) == pytest.approx(float((ok[..., 1:]).sum()), abs=1e-3)
 
 
-def test_window_arrays_normalise_each_window_with_its_own_frame_size(tracks):
-    ws = load_windows(list_track_files(tracks)[:2])  # one 64x48 and one 48x64 video
+def test_window_arrays_normalise_each_window_with_its_own_frame_size(synthetic_tracks):
+    ws = load_windows(list_track_files(synthetic_tracks)[:2])  # one 64x48 and one 48x64 video
     arr = window_arrays(ws)
     assert {tuple(s) for s in ws.sizes} == {(48, 64), (64, 48)}
     for i in (0, len(ws) - 1):
@@ -140,13 +95,13 @@ def test_learning_rate_warms_up_then_follows_a_cosine():
     assert f[55] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9) and f[100] == pytest.approx(0.1)
 
 
-def test_input_layer_init_brings_small_velocities_to_unit_scale(tracks):
+def test_input_layer_init_brings_small_velocities_to_unit_scale(synthetic_tracks):
     from laps_ray.models.tokenizer import MotionTokenizer
     from laps_ray.models.tokenizer_config import named_config
 
     torch.manual_seed(0)
     model = MotionTokenizer(named_config("tiny"))
-    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(tracks))).vel[:64])
+    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(synthetic_tracks))).vel[:64])
     flat = vel.permute(0, 2, 1, 3, 4).reshape(-1, 32)
     before = float((flat @ model.in_proj.weight.detach().t()).std())
     factor = scale_input_projection(model, vel, 1.0)
@@ -159,7 +114,7 @@ def test_config_named_model_then_overrides_and_clear_errors(tmp_path):
     cfg = load_train_config(None, ["model=tiny", "model.hidden_dim=32", "epochs=3"])
     assert (cfg.model.name, cfg.model.num_points, cfg.model.hidden_dim, cfg.epochs) == ("tiny", 16, 32, 3)
     assert load_train_config(None, []).model.name == "small"
-    shipped = load_train_config(REPO / "configs" / "train_tokenizer.yaml", [])
+    shipped = load_train_config(CONFIGS / "train_tokenizer.yaml", [])
     assert shipped.model.name == "small" and shipped.num_workers == 2 and shipped.optim.grad_clip == 1.0
     with pytest.raises(ConfigError, match="unknown model 'huge'"):
         load_train_config(None, ["model=huge"])
@@ -171,12 +126,12 @@ def test_config_named_model_then_overrides_and_clear_errors(tmp_path):
         load_train_config(None, ["num_workers=0"])
 
 
-def test_cli_refuses_to_mix_a_new_run_into_an_old_one_in_one_line(tracks, tmp_path, capsys):
+def test_cli_refuses_to_mix_a_new_run_into_an_old_one_in_one_line(synthetic_tracks, tmp_path, capsys):
     out = tmp_path / "old"
     out.mkdir()
     (out / "metrics.jsonl").write_text("")
     with pytest.raises(SystemExit) as exc:
-        main(["--tracks", str(tracks), "--output", str(out), "--local", "model=tiny"])
+        main(["--tracks", str(synthetic_tracks), "--output", str(out), "--local", "model=tiny"])
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {out} already holds a training run (metrics.jsonl, checkpoints/); pass --resume "
@@ -215,9 +170,9 @@ def test_train_v2_local_mode_still_drops_reports_so_the_in_process_runtime_stays
 # ------------------------------------------------------------------------------ plain loop + resume
 
 
-def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(tracks, tmp_path):
+def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(synthetic_tracks, tmp_path):
     out = tmp_path / "run"
-    res = run(_cfg(tracks, out, "epochs=5", "batch_size=8", "backend=local"), command="pytest")
+    res = run(train_cfg(synthetic_tracks, out, "epochs=5", "batch_size=8", "backend=local"), command="pytest")
     reports = read_metrics(out)
     epochs = epoch_records(reports)
     assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5]
@@ -252,8 +207,8 @@ def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(tracks, tmp_p
 
     # A new run into the same folder is refused; --resume continues the step count and the epochs.
     with pytest.raises(TrainingError, match="--resume"):
-        run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local"))
-    run(_cfg(tracks, out, "epochs=7", "batch_size=8", "backend=local", "resume=true"))
+        run(train_cfg(synthetic_tracks, out, "epochs=7", "batch_size=8", "backend=local"))
+    run(train_cfg(synthetic_tracks, out, "epochs=7", "batch_size=8", "backend=local", "resume=true"))
     after = epoch_records(read_metrics(out))
     assert [r["epoch"] for r in after] == [1, 2, 3, 4, 5, 6, 7]
     per_epoch = epochs[1]["step"] - epochs[0]["step"]
@@ -264,57 +219,16 @@ def test_plain_loop_learns_splits_by_video_checkpoints_and_resumes(tracks, tmp_p
     assert state["step"] == 7 * per_epoch and state["optimizer"]["state"]  # optimiser state restored + saved
 
 
-def test_save_load_gives_identical_outputs(tracks, tmp_path):
+def test_save_load_gives_identical_outputs(synthetic_tracks, tmp_path):
     out = tmp_path / "one"
-    run(_cfg(tracks, out, "epochs=1", "backend=local", "val_fraction=0"))
+    run(train_cfg(synthetic_tracks, out, "epochs=1", "backend=local", "val_fraction=0"))
     model, cfg = load_tokenizer(out / "checkpoints" / "epoch_0001")
-    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(tracks)[:1])).vel[:8])
+    vel = torch.from_numpy(window_arrays(load_windows(list_track_files(synthetic_tracks)[:1])).vel[:8])
     again, _ = load_tokenizer(save_tokenizer(tmp_path / "copy", model, cfg))
     a, b = model(vel), again(vel)
     assert torch.equal(a.ids, b.ids) and torch.equal(a.rel_logits, b.rel_logits)
     best, _ = load_tokenizer(out / "best")  # no val split: best = lowest training loss
     assert torch.equal(best(vel).rel_logits, a.rel_logits)
-
-
-# ----------------------------------------------------------------------------------- Ray Train
-
-
-@pytest.mark.ray
-def test_torchtrainer_two_cpu_workers_reports_metrics_and_checkpoint(ray_local, tracks, tmp_path):
-    out = tmp_path / "ray"
-    cfg = _cfg(
-        tracks, out, "epochs=1", "num_workers=2", "cpus_per_worker=1", "log_every_steps=1", "threads=0"
-    )
-    res = run(cfg, command="pytest")
-    assert res.backend == "ray" and res.num_workers == 2 and not res.use_gpu
-    reports = read_metrics(out)
-    (epoch,) = epoch_records(reports)
-    n_train = 16 * len(json.loads((out / "run.json").read_text())["split"]["train"])
-    # Two disjoint shards of ceil(n/2) windows, all-reduced: rank 0's report counts both.
-    assert epoch["train/windows"] == 2 * math.ceil(n_train / 2)
-    assert epoch["step"] == steps_per_epoch(n_train, 16, 2)
-    assert sum(r["report"] == "step" for r in reports) == epoch["step"]
-    assert math.isfinite(epoch["val/loss"]) and epoch["val/windows"] == 32
-    model, mcfg = load_tokenizer(out / "checkpoints" / "epoch_0001")
-    assert mcfg.name == "tiny" and (out / "checkpoints" / "epoch_0001" / "train_state.pt").is_file()
-    assert (out / "best" / "model.safetensors").is_file() and (out / "latest").is_file()
-    assert read_meta(out / "best")["command"] == "pytest"
-
-
-@pytest.mark.e2e
-def test_ray_job_submit_train_tokenizer(ray_head, tracks, tmp_path):
-    out = tmp_path / "submitted"
-    cmd = [
-        ray_head["ray"], "job", "submit", "--address", ray_head["url"], "--working-dir", str(REPO),
-        "--", "python", "-m", "laps_ray.jobs.train_tokenizer", "--tracks", str(tracks), "--output", str(out),
-        "model=tiny", "epochs=1", "batch_size=32", "log_every_steps=0",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "succeeded" in (proc.stdout + proc.stderr).lower()
-    (epoch,) = epoch_records(read_metrics(out))
-    assert epoch["epoch"] == 1 and math.isfinite(epoch["val/loss"])
-    assert load_tokenizer(out / "best")[1].name == "tiny"
 
 
 # ----------------------------------------------------------------------------- shipped checkpoint
@@ -348,8 +262,5 @@ def test_default_tokenizer_path_names_a_missing_file(monkeypatch, tmp_path):
 
 
 def test_module_help_is_fast():
-    proc = subprocess.run(
-        [sys.executable, "-m", "laps_ray.jobs.train_tokenizer", "--help"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 0 and "--resume" in proc.stdout and "--tracks" in proc.stdout
+    out = job_help("train_tokenizer")
+    assert "--resume" in out and "--tracks" in out
