@@ -102,3 +102,23 @@ def prepare_output_dir(path: str | Path, what: str = "output") -> Path:
         reason = (exc.strerror or str(exc)).lower()
         raise OutputDirError(f"{what} {out}: cannot write there ({reason})") from None
     return out
+
+
+def read_json_object(path: str | Path, error: type[Exception] = ValueError, what: str = "") -> dict[str, Any]:
+    """A JSON file whose top level is an object, or ``error`` naming the file and why.
+
+    Args:
+        path: the file.
+        error: the exception type to raise (the caller's own, e.g. a format error).
+        what: a word put before the path in messages (``"report"`` → ``report out/r.json: ...``).
+    """
+    name = f"{what} {path}" if what else str(path)
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{name}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise error(f"{name}: top level must be an object, got {type(doc).__name__}")
+    return doc

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from laps_ray.io.atomic import read_json_object
 from laps_ray.io.exports import ENERGY_FILE, SEGMENTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -278,12 +279,7 @@ def read_run_meta(video_dir: str | Path) -> RunMeta:
     path = Path(video_dir) / SEGMENTS_FILE
     if not path.is_file():
         return RunMeta()
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EnergyFormatError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise EnergyFormatError(f"{path}: top level must be an object")
+    doc = read_json_object(path, EnergyFormatError)
     params = doc.get("params") or {}
     if not isinstance(params, dict):
         raise EnergyFormatError(f"{path}: 'params' must be an object")

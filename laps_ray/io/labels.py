@@ -11,7 +11,6 @@ Times are seconds; frame i covers ``[i / fps, (i + 1) / fps)``. :func:`frames_to
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from laps_ray.core.segment_metrics import label_runs
-from laps_ray.io.atomic import write_json_atomic
+from laps_ray.io.atomic import read_json_object, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +62,7 @@ def read_laps_segments(path: str | Path) -> tuple[str, float, list[Segment]]:
             segments not sorted by start time.
     """
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LabelFormatError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise LabelFormatError(f"{path}: top level must be an object, got {type(doc).__name__}")
+    doc = read_json_object(path, LabelFormatError)
     for key in ("video", "video_duration_sec", "segments"):
         if key not in doc:
             raise LabelFormatError(f"{path}: missing key {key!r}")

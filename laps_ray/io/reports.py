@@ -31,13 +31,12 @@ choice: the state machine sees the smoothed energy by default) or ``velocity.raw
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from laps_ray.io.atomic import write_json_atomic
+from laps_ray.io.atomic import read_json_object, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +78,7 @@ def load_report(path: str | Path) -> dict:
     Raises:
         ReportError: unreadable, not JSON, or not an object.
     """
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise ReportError(f"report {path}: cannot read ({exc.strerror or exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"report {path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ReportError(f"report {path}: top level must be an object, got {type(doc).__name__}")
-    return doc
+    return read_json_object(path, ReportError, "report")
 
 
 def lookup_threshold(report: dict, key: str, name: str = "report") -> float:
