@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from laps_ray.config import load_config
+from laps_ray.core.changepoint import ChangePointConfig
 from laps_ray.core.energy import apply_gates
 from laps_ray.core.gates import GateConfig, MotionGateConfig, PreGateConfig
 from laps_ray.core.metrics import label_runs
@@ -294,7 +295,7 @@ def make_segment_folder_inputs(d: Path) -> dict[str, Path]:
 
 
 def segment_folder_cfg(inputs: dict[str, Path], inp: Path, out: Path, *extra: str):
-    """segment_folder's config for tests: the shipped YAML, full-size small scenes, threshold 0.3."""
+    """segment_folder's config for tests: the shipped YAML, full-size small scenes, threshold 0.01."""
     from laps_ray.jobs.segment_folder import SegmentJobConfig
 
     return load_config(
@@ -305,7 +306,7 @@ def segment_folder_cfg(inputs: dict[str, Path], inp: Path, out: Path, *extra: st
             f"output={out}",
             f"tokenizer.checkpoint={inputs['tok']}",
             "decode.resize_shorter=0",
-            "segmentation.threshold=0.3",
+            "segmentation.threshold=0.01",
             "resources.num_actors=2",
             "export.clip_preset=ultrafast",
             *SMALL_SCENE,
@@ -323,11 +324,11 @@ def segment_folder_args(
 ) -> list[str]:
     """Command-line arguments of a segment_folder run for tests (``python -m laps_ray.jobs.segment_folder
     ARGS``): ``good/`` (or ``source``), the inputs' tokenizer (or ``checkpoint``), ``flags``, then threshold
-    0.3 and full-size small scenes as ``key=value`` overrides."""
+    0.01 (motion) and full-size small scenes as ``key=value`` overrides."""
     return [
         "--input", str(source or inputs["good"]), "--output", str(out),
         "--checkpoint", str(checkpoint or inputs["tok"]), *flags,
-        "segmentation.threshold=0.3", "decode.resize_shorter=0", *SMALL_SCENE,
+        "segmentation.threshold=0.01", "decode.resize_shorter=0", *SMALL_SCENE,
     ]  # fmt: skip
 
 
@@ -378,9 +379,9 @@ def train_cfg(tracks: Path, out: Path, *extra: str):
 # ------------------------------------------------------------------ sweep_thresholds: planted optimum
 
 SWEEP_T, SWEEP_STRIDE, SWEEP_FPS = 16, 4, 20.0  # source fps = target fps: source frame = processed frame
-PLANTED = SegmentationConfig(
-    threshold=1.0
-)  # defaults otherwise: ratio .95, up 2, down 2, cooldown 1, min .8 s
+# Defaults otherwise (ratio .95, up 2, down 2, cooldown 1), except no change points: planted energies
+# have code ids, not the motion features the default change points compare.
+PLANTED = SegmentationConfig(threshold=1.0, changepoint=ChangePointConfig(enable=False, method="code_mmd"))
 SWEEP_GRID = {"threshold": [0.5, 1.0, 1.6], "max_duration_sec": [0.0, 3.0]}
 
 
@@ -430,11 +431,18 @@ def make_planted_sweep(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def sweep_cfg(energy_dir, gt_dir, out, **space):
-    """sweep_thresholds' config over ``space`` (swept names -> values), GT scored at 0.5 s and 2 s."""
+    """sweep_thresholds' config over ``space`` (swept names -> values), GT scored at 0.5 s and 2 s.
+
+    The planted runs are smoothed with the EMA and labelled from ``velocity`` (they have no motion
+    energy), so the config says so instead of taking the job's motion-energy defaults."""
+    from laps_ray.core.smoothing import SmoothingConfig
     from laps_ray.jobs import sweep_thresholds as sw
 
     return sw.SweepJobConfig(
         input=str(energy_dir),
+        smoothing=SmoothingConfig(),
+        segmentation=SegmentationConfig(changepoint=PLANTED.changepoint),
+        pseudo=sw.PseudoLabelConfig(proxy="velocity", method="gmm_log"),
         gt=str(gt_dir) if gt_dir else "",
         output=str(out),
         tolerance_sec=0.5,

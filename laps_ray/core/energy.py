@@ -7,6 +7,7 @@ Shapes: W windows, L = T-1 tokens per window, D latent width, N tracked points.
 | quantized / prequant | ``token_diff_l2_mean`` | ``mean_{i=1..L-1} ||z_i - z_{i-1}||_2`` (l2_mean if L<2) |
 | quantized / prequant | ``l2_mean`` | ``mean_i ||z_i||_2`` |
 | velocity | (mode ignored) | mean speed ``mean_{steps, points} ||v||_2`` of normalised velocities |
+| motion (default) | (mode ignored) | departure from a straight path of the moving points (``core.motion``) |
 
 ``z`` is the FSQ output ``z_q`` for ``quantized`` and the encoder output ``z_pre`` for
 ``prequant`` (:func:`select_latent`). The token difference is taken *within* a window (consecutive
@@ -16,9 +17,9 @@ on purpose: a token difference of raw velocities would be an acceleration, which
 reference computed (its "velocity token_diff" was plain mean speed); we say so instead of
 pretending.
 
-Gated windows (no tokens were computed) get energy 0.0, except that with ``source == velocity``
-a window dropped by the *motion* gate still has velocities and keeps its velocity energy
-(:func:`apply_gates`, the single place this rule lives).
+Gated windows (no tokens were computed) get energy 0.0, except that the sources computed from the
+tracks (:data:`TRACK_SOURCES`: ``velocity``, ``motion``) keep their value in a window dropped by the
+*motion* gate, which was tracked (:func:`apply_gates`, the single place this rule lives).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from laps_ray.config import check_choice
+from laps_ray.config import check, check_choice
+from laps_ray.core.motion import DEFAULT_TOP_FRACTION
 from laps_ray.core.smoothing import SmoothingConfig
 
-ENERGY_SOURCES = ("quantized", "prequant", "velocity")
+ENERGY_SOURCES = ("quantized", "prequant", "velocity", "motion")
+TRACK_SOURCES = ("velocity", "motion")  # computed from the tracks, not the tokens
 ENERGY_MODES = ("token_diff_l2_mean", "l2_mean")
 
 
@@ -39,18 +42,32 @@ class EnergyConfig:
     """Which energy is computed and how it is smoothed.
 
     Attributes:
-        source: ``quantized`` (default, the paper's E_action), ``prequant`` or ``velocity``.
+        source: ``motion`` (default: robust to background motion, camera shake and flicker, see
+            ``core.motion``), ``quantized`` (the paper's E_action), ``prequant`` or ``velocity``.
+            The latent sources learn from raw velocities, so a conveyor or a shaking camera is part
+            of what they measure (quality benchmark, all distractors: ROC AUC 0.96 for ``motion``
+            vs 0.79 for mean speed; the shipped tokenizer's energy did not separate at all).
         mode: ``token_diff_l2_mean`` (default) or ``l2_mean``; ignored for ``velocity``.
-        smoothing: causal smoothing applied before segmentation (EMA alpha 0.7 by default).
+        smoothing: causal smoothing applied before segmentation. None by default: the ``motion``
+            energy needs none, and an EMA delays every end (quality benchmark, median end error
+            0.06-0.27 s without, 0.16-0.75 s with EMA 0.7). Use ``ema`` (alpha 0.7) with the noisier
+            latent energies.
+        top_fraction: the ``motion`` energy averages its top this share of points (``core.motion``).
     """
 
-    source: str = "quantized"
+    source: str = "motion"
     mode: str = "token_diff_l2_mean"
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    smoothing: SmoothingConfig = field(default_factory=lambda: SmoothingConfig(method="none"))
+    top_fraction: float = DEFAULT_TOP_FRACTION
 
     def __post_init__(self) -> None:
         check_choice(self.source, ENERGY_SOURCES, "energy.source")
         check_choice(self.mode, ENERGY_MODES, "energy.mode")
+        check(
+            0.0 < self.top_fraction <= 1.0,
+            "energy.top_fraction",
+            f"must be in (0, 1], got {self.top_fraction}",
+        )
 
 
 def select_latent(source: str, z_pre: np.ndarray | None, z_q: np.ndarray | None) -> np.ndarray | None:
@@ -62,7 +79,7 @@ def select_latent(source: str, z_pre: np.ndarray | None, z_q: np.ndarray | None)
         ValueError: unknown source, or the latent that ``source`` needs is missing.
     """
     check_choice(source, ENERGY_SOURCES, "energy.source")
-    if source == "velocity":
+    if source in TRACK_SOURCES:
         return None
     z = z_q if source == "quantized" else z_pre
     if z is None:
@@ -126,6 +143,10 @@ def window_energy(
     """
     check_choice(source, ENERGY_SOURCES, "energy.source")
     check_choice(mode, ENERGY_MODES, "energy.mode")
+    if source == "motion":
+        raise ValueError(
+            "the 'motion' energy needs positions and visibility: laps_ray.core.motion.motion_energy"
+        )
     if source == "velocity":
         if vel is None:
             raise ValueError("energy.source='velocity' needs velocities, which were not given")
@@ -142,16 +163,17 @@ def apply_gates(
     energy: np.ndarray,
     gated: np.ndarray,
     source: str,
-    velocity_energy: np.ndarray | None = None,
+    track_energy: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Energy of gated windows: 0.0, or the velocity energy when the source is velocity.
+    """Energy of gated windows: 0.0, or, for a source computed from the tracks, its own value where
+    the window was tracked (a motion-gated window).
 
     Args:
         energy: (W,) raw energies (values of gated windows are ignored).
         gated: (W,) bool, True where the pre-gate or the motion gate dropped the window.
         source: the energy source.
-        velocity_energy: (W,) mean speed per window, NaN where there are no velocities (pre-gated
-            windows are never tracked). Only used when ``source == "velocity"``.
+        track_energy: (W,) the source's value per window, NaN where the window was not tracked
+            (pre-gated windows never are). Only used for :data:`TRACK_SOURCES`.
 
     Returns:
         float64 (W,) energies to smooth and segment.
@@ -162,10 +184,10 @@ def apply_gates(
     if gated.shape != out.shape:
         raise ValueError(f"gated mask shape {gated.shape} != energy shape {out.shape}")
     out[gated] = 0.0
-    if source == "velocity" and velocity_energy is not None:
-        v = np.asarray(velocity_energy, dtype=np.float64)
+    if source in TRACK_SOURCES and track_energy is not None:
+        v = np.asarray(track_energy, dtype=np.float64)
         if v.shape != out.shape:
-            raise ValueError(f"velocity_energy shape {v.shape} != energy shape {out.shape}")
+            raise ValueError(f"track_energy shape {v.shape} != energy shape {out.shape}")
         keep = gated & np.isfinite(v)
         out[keep] = v[keep]
     return out

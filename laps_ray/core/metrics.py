@@ -3,7 +3,8 @@
 Import every metric from this module:
 
 * boundary P/R/F1 at a tolerance (optimal matching, shared boundaries once) — :mod:`.boundary_metrics`;
-* MS-TCN MoF / Edit / F1@{10,25,50} and the Hungarian label map — :mod:`.segment_metrics`;
+* MS-TCN MoF / Edit / F1@{10,25,50} and the label mappings (``none``, ``hungarian_video``,
+  ``hungarian_global``, the ``auto`` rule) — :mod:`.segment_metrics`;
 * mAP@IoU (class-agnostic temporal detection) — below.
 
 **mAP@IoU** (as the LAPS evaluator, which we keep): every predicted segment of every video gets a
@@ -13,9 +14,9 @@ sorted by confidence, highest first (a stable sort: ties keep video order, then 
 matched to the *unmatched* GT segment of the same video with the highest temporal IoU; it is a true
 positive iff that IoU >= the threshold (and that GT segment is then taken), else a false positive. AP is
 the VOC all-point area under the precision envelope (precision made non-increasing from the right,
-summed over recall steps). Labels are ignored. ``npos`` = GT segments over all videos; with ``npos = 0``
-AP is 1 when nothing is predicted and 0 otherwise (the boundary metrics' vacuous convention).
-mAP values are fractions in [0, 1].
+summed over recall steps). Labels are ignored, so mAP is the same under every label mapping.
+``npos`` = GT segments over all videos; with ``npos = 0`` AP is 1 when nothing is predicted and 0
+otherwise (the boundary metrics' vacuous convention). mAP values are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ from laps_ray.core.boundary_metrics import (
 from laps_ray.core.segment_metrics import (
     DEFAULT_BG_CLASS,
     DEFAULT_OVERLAPS,
+    LABEL_MAPPING_CHOICES,
+    LABEL_MAPPINGS,
+    MOF_POOLING,
     apply_label_map,
+    auto_label_mapping,
     edit_score,
     f1_from_counts,
+    frame_metrics,
     hungarian_label_map,
+    label_maps,
     label_runs,
     levenshtein,
     segmental_f1_counts,
@@ -57,16 +64,22 @@ __all__ = [
     "DEFAULT_MERGE_TOL_SEC",
     "DEFAULT_OVERLAPS",
     "DEFAULT_TOLERANCES_SEC",
+    "LABEL_MAPPINGS",
+    "LABEL_MAPPING_CHOICES",
+    "MOF_POOLING",
     "SegmentLike",
     "aggregate_boundary_metrics",
     "apply_label_map",
+    "auto_label_mapping",
     "average_precision",
     "boundary_metrics",
     "boundary_scores",
     "detection_map",
     "edit_score",
     "f1_from_counts",
+    "frame_metrics",
     "hungarian_label_map",
+    "label_maps",
     "label_runs",
     "levenshtein",
     "match_boundaries",

@@ -15,11 +15,20 @@ Rules (thresholds ``on = threshold``, ``off = on * hysteresis_ratio``):
   later, and using the deciding window would put every start ``(up_count - 1) * stride`` frames
   late (0.2 s at the defaults). ``start_frame`` is the onset window aligned by ``align``:
   ``start`` -> its first frame, ``center`` -> first + T//2, ``end`` -> its last frame - stride + 1.
-  With the energy a mean over the window, a window crosses the threshold when roughly half of it
-  moves, so ``center`` of the onset window is the least biased (default); ``start`` is earlier and
-  conservative (keeps all the motion), ``end`` is later.
+  Which is least biased depends on how the energy responds to a window that is only partly moving.
+  The ``motion`` energy (the default, ``core.motion``) scores a window high as soon as any part of
+  it leaves a straight path, so the first high window is the one whose *end* meets the motion:
+  ``end`` (default) places starts and ends within 0.1 s of the ground truth on the quality
+  benchmark, against 0.2 s / 0.5 s with ``center`` (measured: ``benchmarks/segment_quality.py``).
+  A mean over the window (the latent and velocity energies) crosses when roughly half of it moves:
+  use ``center`` with those.
 * END (reason ``low_energy``): while active, after ``down_count`` consecutive windows with
-  ``e < off``; those windows belong to the segment, ``end_frame`` = last frame of the last one.
+  ``e < off``. The segment ends where motion stops, not where the END was decided: at the last
+  window with ``e >= off`` (the one before the low run), aligned like starts, mirrored
+  (:meth:`WindowGeometry.end_frame`): ``center`` -> its centre + ``stride - 1`` (the next window,
+  ``stride`` frames later, is already mostly still), ``start`` -> its last frame (keeps all the
+  motion), ``end`` -> its first ``stride`` frames. (Ending at the last frame of the last *low*
+  window put every end ``down_count * stride + T/2`` frames — about a second — after the motion.)
   Values in ``[off, on)`` keep a segment alive and reset the low count.
 * Cooldown: after an END, exactly ``cooldown_windows`` windows are ignored (no START, no counting
   towards one); 0 = none. (The reference decremented before checking, so 1 did nothing.)
@@ -59,10 +68,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from laps_ray.config import check, check_choice
+from laps_ray.core.auto_threshold import AUTO, AutoThresholdConfig, is_auto
 from laps_ray.core.changepoint import ChangePointConfig
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, DEFAULT_TARGET_FPS
 
@@ -75,35 +86,45 @@ class SegmentationConfig:
     """Hysteresis state machine settings.
 
     Attributes:
-        threshold: ``on`` threshold. None means "take it from a calibration report"; the job must
-            resolve it (a missing report key is an error there) before segmenting.
+        threshold: ``on`` threshold: ``auto`` (default: calibrated without labels on the run's own
+            energies, ``core.auto_threshold``), a number, or — through a job's ``--report`` — a
+            calibration report's; the job resolves it to a number before segmenting (``null`` is read
+            as ``auto``).
+        auto: how ``auto`` is calibrated (:class:`~laps_ray.core.auto_threshold.AutoThresholdConfig`).
         hysteresis_ratio: ``off = on * ratio``, in (0, 1].
         up_count: consecutive windows ``>= on`` needed to START (>= 1).
         down_count: consecutive windows ``< off`` needed to END (>= 1).
         cooldown_windows: windows blocked after an END (>= 0, exactly that many).
-        min_duration_sec: shorter segments are dropped. 0.8 s = 16 frames at 20 fps, the reference's
-            effective minimum (3 written windows with center alignment), now stated in seconds.
+        min_duration_sec: shorter segments are dropped. 0.4 s = 8 frames at 20 fps: the shortest
+            segment ``up_count=2`` moving windows make (``2 × stride``) with ends where motion stops.
         max_duration_sec: maximum segment duration; 0 = off (default, see module doc).
-        align: where a segment starts inside its first window: ``start``, ``center`` or ``end``.
+        align: where a segment starts inside its first window: ``start``, ``center`` or ``end``
+            (default, right for the ``motion`` energy; ``center`` for the latent energies).
         changepoint: splitting of active segments at latent-action changes (off by default).
     """
 
-    threshold: float | None = None
+    threshold: Any = AUTO  # "auto" or a number (OmegaConf: one field for both)
+    auto: AutoThresholdConfig = field(default_factory=AutoThresholdConfig)
     hysteresis_ratio: float = 0.95
     up_count: int = 2
     down_count: int = 2
     cooldown_windows: int = 1
-    min_duration_sec: float = 0.8
+    min_duration_sec: float = 0.4
     max_duration_sec: float = 0.0
-    align: str = "center"
+    align: str = "end"
     changepoint: ChangePointConfig = field(default_factory=ChangePointConfig)
 
     def __post_init__(self) -> None:
-        check(
-            self.threshold is None or math.isfinite(self.threshold),
-            "segmentation.threshold",
-            f"must be a finite number or null, got {self.threshold}",
-        )
+        if is_auto(self.threshold):
+            self.threshold = AUTO
+        else:
+            ok = isinstance(self.threshold, int | float) and not isinstance(self.threshold, bool)
+            check(
+                ok and math.isfinite(self.threshold),
+                "segmentation.threshold",
+                f"must be 'auto' or a finite number, got {self.threshold!r}",
+            )
+            self.threshold = float(self.threshold)
         check(
             math.isfinite(self.hysteresis_ratio) and 0.0 < self.hysteresis_ratio <= 1.0,
             "segmentation.hysteresis_ratio",
@@ -165,6 +186,12 @@ class WindowGeometry:
         """Frame where a segment whose first window is ``w`` starts, for alignment ``align``."""
         ws = w * self.stride
         offset = {"start": 0, "center": self.T // 2, "end": self.T - self.stride}[align]
+        return self._clamp(ws + offset)
+
+    def end_frame(self, w: int, align: str) -> int:
+        """Frame where a segment whose last moving window is ``w`` ends (mirror of :meth:`start_frame`)."""
+        ws = w * self.stride
+        offset = {"start": self.T - 1, "center": self.T // 2 + self.stride - 1, "end": self.stride - 1}[align]
         return self._clamp(ws + offset)
 
     def frames(self, seconds: float) -> float:
@@ -388,8 +415,10 @@ def step(
         raise ValueError(
             f"segmentation: expected window {t}, got window {window} (windows must not be skipped)"
         )
-    if cfg.threshold is None:
-        raise ValueError("segmentation.threshold is not resolved (null); load it from the calibration report")
+    if is_auto(cfg.threshold):
+        raise ValueError(
+            "segmentation.threshold is 'auto': the job resolves it to a number before segmenting"
+        )
     e = float(e)
     if not math.isfinite(e):
         raise ValueError(f"segmentation: energy of window {t} is not finite ({e})")
@@ -475,8 +504,9 @@ def step(
             s, t, min(last, s.start_frame + max_frames - 1), "max_duration", min_frames, cfg.cooldown_windows
         )
         events.append(ev)
-    elif ending_low:
-        s, ev = _close(s, t, last, "low_energy", min_frames, cfg.cooldown_windows)
+    elif ending_low:  # ends where motion stopped: the last window before the low run (module doc)
+        end = max(s.start_frame, geom.end_frame(t - d, cfg.align))
+        s, ev = _close(s, t, end, "low_energy", min_frames, cfg.cooldown_windows)
         events.append(ev)
     return s, events
 

@@ -121,3 +121,11 @@ def smooth(values: np.ndarray, cfg: SmoothingConfig) -> np.ndarray:
 def for_segmentation(raw: float | np.ndarray, smoothed: float | np.ndarray, cfg: SmoothingConfig):
     """The signal the state machine sees: smoothed iff ``cfg.use_for_seg`` (one rule for all callers)."""
     return smoothed if cfg.use_for_seg else raw
+
+
+def segmentation_signal(raw: np.ndarray, cfg: SmoothingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(smoothed, signal)`` of a whole series: :func:`smooth` and what the state machine sees
+    (:func:`for_segmentation`). Offline segmentation, the automatic threshold and sweeps all take
+    their signal from here."""
+    smoothed = smooth(raw, cfg)
+    return smoothed, np.asarray(for_segmentation(np.asarray(raw, dtype=np.float64), smoothed, cfg))

@@ -58,6 +58,8 @@ class EnergyTrack:
         gated: bool (W,) windows dropped by a gate (no tokens).
         codes: int64 (W, L) code ids, -1 for windows without codes; L = 0 if no window has codes.
         energies: name -> float64 (W,) every recorded source; NaN where the file has null.
+        features: float64 (W, F) motion features, NaN rows where the file has null (or none at
+            all: F = 0 for files written before features were recorded).
     """
 
     path: Path
@@ -71,6 +73,7 @@ class EnergyTrack:
     gated: np.ndarray
     codes: np.ndarray
     energies: dict[str, np.ndarray] = field(default_factory=dict)
+    features: np.ndarray | None = None
 
     @property
     def num_windows(self) -> int:
@@ -141,6 +144,8 @@ def read_energy_jsonl(path: str | Path) -> EnergyTrack:
     codes: list[list[int] | None] = []
     energies: dict[str, list[float]] | None = None
     code_len: int | None = None
+    features: list[list[float] | None] = []
+    feature_len: int | None = None
     with path.open() as fh:
         for lineno, text in enumerate(fh, start=1):
             if not text.strip():
@@ -184,6 +189,18 @@ def read_energy_jsonl(path: str | Path) -> EnergyTrack:
                 elif len(c) != code_len:
                     raise _fail(path, lineno, f"{len(c)} codes where earlier windows have {code_len}")
             codes.append(c)
+            f = rec.get("features")
+            if f is not None:
+                if not isinstance(f, list) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in f
+                ):
+                    why = f"'features' must be a list of numbers or null, got {str(f)[:80]}"
+                    raise _fail(path, lineno, why)
+                if feature_len is None:
+                    feature_len = len(f)
+                elif len(f) != feature_len:
+                    raise _fail(path, lineno, f"{len(f)} features where earlier windows have {feature_len}")
+            features.append(f)
             e = rec.get("energies", {})
             if not isinstance(e, dict):
                 raise _fail(path, lineno, f"'energies' must be an object, got {e!r}")
@@ -208,6 +225,10 @@ def read_energy_jsonl(path: str | Path) -> EnergyTrack:
     for w, c in enumerate(codes):
         if c is not None and L:
             code_arr[w] = c
+    feat_arr = np.full((W, feature_len or 0), np.nan)
+    for w, f in enumerate(features):
+        if f is not None:
+            feat_arr[w] = f
     return EnergyTrack(
         path=path,
         window=np.asarray(ints["window"], dtype=np.int64),
@@ -220,6 +241,7 @@ def read_energy_jsonl(path: str | Path) -> EnergyTrack:
         gated=np.asarray(gated, dtype=bool),
         codes=code_arr,
         energies={k: np.asarray(v, dtype=np.float64) for k, v in (energies or {}).items()},
+        features=feat_arr,
     )
 
 

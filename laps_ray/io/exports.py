@@ -14,11 +14,13 @@ Layout (``<out>/<name>/``, DESIGN "segment_folder output")::
 
     {"window", "start_frame", "end_frame", "t_start", "t_end", "energy", "energy_smooth",
      "gated": bool, "gate": "pre" | "motion" | null, "codes": [int] * L | null,
-     "energies": {"quantized", "prequant", "velocity"}}
+     "energies": {"quantized", "prequant", "velocity", "motion"}, "features": [float] * F | null}
 
 ``start_frame``/``end_frame`` are SOURCE frame indices of the window's first/last processed frame and
 ``t_start``/``t_end`` their times; ``energy`` is the configured source (raw), ``energy_smooth`` its causal
-smoothing; gated windows have ``codes: null`` and the gate rule's energy.
+smoothing; gated windows have ``codes: null`` and the gate rule's energy. ``features`` are the
+window's motion features (``laps_ray.core.motion.MOTION_FEATURES``, what the ``motion`` change points
+compare), null for a window that was not tracked; absent in files written before they existed.
 
 No Ray, no torch: numpy, json and (lazily) matplotlib.
 """
@@ -98,8 +100,10 @@ def energy_record(
     gate: str | None,
     codes: Sequence[int] | np.ndarray | None,
     energies: dict[str, float],
+    features: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One ``energy.jsonl`` line as a dict (field order as documented in the module docstring)."""
+    has_features = features is not None and bool(np.isfinite(np.asarray(features, dtype=float)).all())
     return {
         "window": int(window),
         "start_frame": int(start_frame),
@@ -112,6 +116,7 @@ def energy_record(
         "gate": gate,
         "codes": None if codes is None else [int(c) for c in codes],
         "energies": {k: float(v) for k, v in energies.items()},
+        "features": [float(f) for f in features] if has_features else None,
     }
 
 

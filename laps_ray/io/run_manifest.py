@@ -87,9 +87,10 @@ class RunManifest:
         return {k: str(e.get("reason", "")) for k, e in self.items.items() if e.get("status") != "done"}
 
     def exit_code(self, strict: bool) -> int:
-        """1 when nothing is done, or with ``strict`` when anything is not; else 0."""
-        failed = self.not_done()
-        return 1 if len(failed) == len(self.items) or (strict and failed) else 0
+        """1 when no item produced outputs (``done`` or ``unreliable``), or with ``strict`` when any
+        item is not ``done`` (failed, interrupted, unreliable); else 0."""
+        produced = [e for e in self.items.values() if e.get("status") in ("done", "unreliable")]
+        return 1 if not produced or (strict and self.not_done()) else 0
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

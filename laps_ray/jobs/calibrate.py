@@ -39,7 +39,8 @@ shipped failure; measured on the demo videos: AUC 0.50 without them, 0.84-0.86 w
 too. When an energy does not separate the
 labels (AUC < 0.5 + ``min_auc_margin``) it is said LOUDLY: a WARNING log line, the block's
 ``warning`` field, the report's ``warnings`` list and the printed summary. Pseudo-labels built from
-the same series that is searched are circular; that is flagged too.
+the same series that is searched are circular (what ``segment_folder``'s automatic threshold does by
+default); that is said in the block's ``note``.
 
 Report format and the ``--report-key`` strings: ``laps_ray.io.reports`` — keys are
 ``<source>.<raw|smoothed>.<best_f1|best_j>.thr``.
@@ -57,7 +58,9 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import check, check_choice, to_dict
+from laps_ray.core.auto_threshold import AutoThresholdConfig
 from laps_ray.core.calibration import LABEL_METHODS, CalibrationError, roc_auc, threshold_search
+from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.smoothing import SmoothingConfig, smooth
 from laps_ray.io.energy_store import EnergyTrack
 from laps_ray.io.reports import CRITERIA, REPORT_FORMAT, report_key, threshold_keys, write_report
@@ -81,13 +84,15 @@ class LabelRuleConfig:
     """How windows get their active/rest label.
 
     Attributes:
-        method: pseudo-label rule on the proxy (``gmm_log`` | ``otsu``); unused with ground truth.
-        proxy: series the pseudo-labels come from (an ``energies`` key; default ``velocity``).
+        method: pseudo-label rule on the proxy (``otsu_log`` | ``gmm_log`` | ``otsu``; default the
+            automatic threshold's); unused with ground truth.
+        proxy: series the pseudo-labels come from (an ``energies`` key; default the automatic
+            threshold's, ``motion``).
         background_labels: GT labels that mean "no action" (rest).
     """
 
-    method: str = "gmm_log"
-    proxy: str = "velocity"
+    method: str = AutoThresholdConfig.label_method
+    proxy: str = AutoThresholdConfig.proxy
     background_labels: list[str] = field(default_factory=lambda: list(DEFAULT_BACKGROUND_LABELS))
 
     def __post_init__(self) -> None:
@@ -103,9 +108,9 @@ class CalibrateJobConfig:
     gt: str = ""
     fps: float = 0.0
     output: str = ""
-    sources: list[str] = field(default_factory=lambda: ["quantized"])
+    sources: list[str] = field(default_factory=lambda: [EnergyConfig.source])
     labels: LabelRuleConfig = field(default_factory=LabelRuleConfig)
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    smoothing: SmoothingConfig = field(default_factory=lambda: EnergyConfig().smoothing)
     include_gated: bool = True
     min_auc_margin: float = 0.1
     strict: bool = False
@@ -226,8 +231,10 @@ def calibrate(cfg: CalibrateJobConfig, cached: dict[str, CachedVideo]) -> dict[s
             except CalibrationError as exc:
                 raise rt.JobError(f"{src} ({variant}): {exc}") from exc
             if labels_info["kind"] == "pseudo" and src == cfg.labels.proxy:
-                circ = f"pseudo-labels come from {src!r} itself: this AUC is circular, not evidence"
-                res["warning"] = f"{res['warning']}; {circ}" if res["warning"] else circ
+                # segment_folder's `auto` does exactly this (the default); the AUC then only says how
+                # well smoothing keeps the labels, so it is reported as a note, not as evidence.
+                res["note"] = f"pseudo-labels come from {src!r} itself: this AUC is circular, not evidence"
+                log.info("%s.%s: %s", src, variant, res["note"])
             if res["warning"]:
                 msg = f"{src}.{variant}: {res['warning']}"
                 log.warning("ENERGY DOES NOT SEPARATE / UNRELIABLE: %s", msg)

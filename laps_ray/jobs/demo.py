@@ -15,11 +15,10 @@ Steps, each a real job run in this process on one Ray instance (outputs under ``
 2. ``tracks/``: ``preprocess`` — point tracks for tokenizer training.
 3. ``tokenizer/`` (only with ``--train``): ``train_tokenizer`` on those tracks; otherwise the shipped
    ``small`` checkpoint is used.
-4. ``probe/``: ``segment_folder`` once to cache per-window energies, then ``calibrate`` — an
-   unsupervised threshold (pseudo-labels, no ground truth) → ``calibration.json``.
-5. ``segments/``: ``segment_folder --report calibration.json`` — clips, codes, segments.json.
-6. ``eval/``: ``evaluate`` against the ground truth (boundary F1, F1@k, Edit, MoF, mAP).
-7. ``sweep/``: ``sweep_thresholds`` — Ray Tune over segmentation settings on the cached energies
+4. ``segments/``: ``segment_folder`` in one pass — its threshold is calibrated inside the run
+   without labels (``segmentation.threshold: auto``) — clips, codes, segments.json.
+5. ``eval/``: ``evaluate`` against the ground truth (boundary F1, F1@k, Edit, MoF, mAP).
+6. ``sweep/``: ``sweep_thresholds`` — Ray Tune over segmentation settings on the cached energies
    with the ground truth (no video decoded again) → ``best.yaml``.
 
 A re-run reuses every step whose outputs exist.
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from laps_ray.config import check, load_config
+from laps_ray.core.energy import EnergyConfig
 from laps_ray.io.atomic import prepare_output_dir, write_json_atomic, write_text_atomic
 from laps_ray.jobs._cli import Flag, run_job
 
@@ -53,7 +53,8 @@ class DemoJobConfig:
         seed: first random seed (video k uses ``seed + k``).
         train: train a tokenizer on the sample tracks instead of using the shipped checkpoint.
         train_epochs: epochs for ``--train``.
-        energy_source: energy the segmentation uses (``quantized`` = latent action energy).
+        energy_source: energy the segmentation uses (default segment_folder's, ``motion``;
+            ``quantized`` = the latent action energy).
         sweep_trials: Tune trials of the threshold sweep.
         num_actors: actors for preprocess/segment_folder (0 = fill the cluster).
     """
@@ -67,7 +68,7 @@ class DemoJobConfig:
     seed: int = 100
     train: bool = False
     train_epochs: int = 3
-    energy_source: str = "quantized"
+    energy_source: str = EnergyConfig.source
     sweep_trials: int = 12
     num_actors: int = 0
 
@@ -114,18 +115,18 @@ def _sample_videos(cfg: DemoJobConfig, out: Path) -> dict[str, Any]:
 
 def run(cfg: DemoJobConfig) -> DemoResult:
     """Run every step (see the module docstring); the first Ray step starts (or joins) Ray."""
-    from laps_ray.jobs import calibrate, evaluate, preprocess, segment_folder, sweep_thresholds
+    from laps_ray.jobs import evaluate, preprocess, segment_folder, sweep_thresholds
 
     t0 = time.time()
     out = prepare_output_dir(cfg.output)
     steps: dict[str, dict[str, Any]] = {}
     actors = [f"resources.num_actors={cfg.num_actors}"]
 
-    log.info("1/7 sample videos")
+    log.info("1/6 sample videos")
     steps["videos"] = _sample_videos(cfg, out)
     videos, gt = out / "videos", out / "gt"
 
-    log.info("2/7 preprocess (point tracks)")
+    log.info("2/6 preprocess (point tracks)")
     pre = preprocess.run(
         load_config(
             preprocess.PreprocessJobConfig, None, [f"input={videos}", f"output={out / 'tracks'}", *actors]
@@ -137,7 +138,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     if cfg.train:
         from laps_ray.jobs import train_tokenizer
 
-        log.info("3/7 train_tokenizer")
+        log.info("3/6 train_tokenizer")
         tcfg = load_config(
             train_tokenizer.TrainTokenizerConfig,
             None,
@@ -152,50 +153,23 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     common = [f"energy.source={cfg.energy_source}", *actors]
     if checkpoint:
         common.append(f"tokenizer.checkpoint={checkpoint}")
-    log.info("4/7 segment_folder (energies) + calibrate (unsupervised threshold)")
-    # Energies do not depend on the threshold: any value caches them for calibration.
-    segment_folder.run(
-        load_config(
-            segment_folder.SegmentJobConfig,
-            None,
-            [
-                f"input={videos}",
-                f"output={out / 'probe'}",
-                "segmentation.threshold=1e9",
-                "export.clips=false",
-                *common,
-            ],
-        )
-    )
-    report = out / "calibration.json"
-    cal = calibrate.run(
-        load_config(
-            calibrate.CalibrateJobConfig,
-            None,
-            [f"energy={out / 'probe'}", f"output={report}", f"sources=[{cfg.energy_source}]"],
-        )
-    )
-    key = cal.report.get("recommended_key") or f"{cfg.energy_source}.smoothed.best_f1.thr"
-    block = cal.report[cfg.energy_source]["smoothed"]
-    steps["calibrate"] = {"report": str(report), "key": key, "auc": block["auc"], "warning": block["warning"]}
-
-    log.info("5/7 segment_folder with the calibrated threshold")
+    log.info("4/6 segment_folder (one pass: the threshold is calibrated in the run, no labels)")
     seg = segment_folder.run(
         load_config(
             segment_folder.SegmentJobConfig,
             None,
-            [
-                f"input={videos}",
-                f"output={out / 'segments'}",
-                f"report={report}",
-                f"report_key={key}",
-                *common,
-            ],
+            [f"input={videos}", f"output={out / 'segments'}", *common],
         )
     )
-    steps["segment_folder"] = {"output": str(out / "segments"), "done": seg.done, "failed": len(seg.failed)}
+    threshold = json.loads((out / "segments" / "run.json").read_text()).get("threshold", {})
+    steps["segment_folder"] = {
+        "output": str(out / "segments"),
+        "done": seg.done,
+        "failed": len(seg.failed),
+        "threshold": threshold,
+    }
 
-    log.info("6/7 evaluate against the ground truth")
+    log.info("5/6 evaluate against the ground truth")
     ev = evaluate.run(
         load_config(
             evaluate.EvaluateJobConfig,
@@ -206,7 +180,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     metrics = dict(ev.summary)
     steps["evaluate"] = {"output": str(out / "eval"), "metrics_md": str(out / "eval" / "metrics.md")}
 
-    log.info("7/7 sweep_thresholds on cached energies (Ray Tune, ground truth)")
+    log.info("6/6 sweep_thresholds on cached energies (Ray Tune, ground truth)")
     sw = sweep_thresholds.run(
         load_config(
             sweep_thresholds.SweepJobConfig,
@@ -233,14 +207,18 @@ def run(cfg: DemoJobConfig) -> DemoResult:
 def summary(r: DemoResult) -> str:
     """What ran, where it went, and the headline numbers."""
     s, m = r.steps, r.metrics
-    cal = s["calibrate"]
+    thr = s["segment_folder"].get("threshold", {})
+    auc = thr.get("auc")
     lines = [
         f"demo finished in {r.seconds:.0f}s -> {r.output}",
         f"  videos:      {s['videos']['videos']} (ground truth in {s['videos']['gt']})",
         f"  tracks:      {s['preprocess']['output']} ({s['preprocess']['done']} videos)",
         f"  tokenizer:   {s['train_tokenizer']['checkpoint']}",
-        f"  calibration: {cal['report']} key {cal['key']} (AUC vs pseudo-labels {cal['auc']:.2f})"
-        + (f" WARNING: {cal['warning']}" if cal.get("warning") else ""),
+        f"  threshold:   auto {thr.get('value', float('nan')):.4g} ({thr.get('scope', '?')}; active/rest "
+        f"contrast {thr.get('contrast') or float('nan'):.1f}x, "
+        f"{100 * thr.get('active_fraction', 0):.0f}% active)"
+        if auc is not None
+        else f"  threshold:   {thr}",
         f"  segments:    {s['segment_folder']['output']} (clips, codes, segments.json, energy.jsonl)",
         f"  evaluation:  {s['evaluate']['metrics_md']}",
     ]

@@ -9,9 +9,10 @@ On a cluster (same command after ``--``; it runs on the head node as a plain Pyt
     ray job submit --working-dir . -- python -m laps_ray.jobs.evaluate --pred out/ --gt gt/ --output eval/
 
 Options: ``--config configs/evaluate.yaml`` and ``key=value`` overrides (e.g.
-``tolerances_sec=[1.0,2.0,5.0] uncovered_label=SIL label_mapping=global``), ``--strict`` (exit 1 when a
-prediction is missing). Outputs: ``<output>/metrics.json`` (per video + summary + the conventions
-used), ``<output>/metrics.md`` (a markdown table) and ``<output>/config.yaml``.
+``tolerances_sec=[1.0,2.0,5.0] uncovered_label=SIL``), ``--label-mapping`` (below), ``--strict`` (exit 1
+when a prediction is missing). Outputs: ``<output>/metrics.json`` (per video + summary + the conventions
+used), ``<output>/metrics.md`` (a markdown table) and ``<output>/config.yaml``; each states the label
+mapping used, as does the printed summary.
 
 **Ground truth** (``--gt DIR``), per video stem, either format (read by ``laps_ray.io.ground_truth``):
 
@@ -36,16 +37,19 @@ as an *empty* prediction (no segment; every frame uncovered), logged as a warnin
 * Frame metrics (MS-TCN's definitions, percent 0-100; ``core.segment_metrics``): predictions are
   rasterised at the GT frame rate (LAPS-JSON GT: at ``--fps``, else the prediction's source fps, else
   30 fps with a warning); a frame no predicted segment covers gets ``uncovered_label`` (set it to
-  the dataset's background label, e.g. ``SIL`` for Breakfast, ``background`` for GTEA). Predicted ids
-  (``segment_0003``, cluster ids) are mapped to GT labels with the Hungarian method on the covered
-  frames (``label_mapping``: ``per_video`` default, ``global`` or ``none``); uncovered frames keep
-  ``uncovered_label`` and are never remapped, so an empty prediction earns no MoF by being renamed;
-  conversely no predicted id is mapped *to* ``uncovered_label`` (a false segment over background stays
-  wrong: the map is built from frames covered in the prediction and not background in the GT).
+  the dataset's background label, e.g. ``SIL`` for Breakfast, ``background`` for GTEA).
   LAPS-JSON GT segments without a label get unique ids ``gt_0000, ...`` (frame metrics then measure
   one-to-one segment agreement); GT frames outside every segment get ``uncovered_label``.
-  ``bg_class`` (default ``["background"]``, MS-TCN's) is left out of Edit and F1@k; MoF pools frames
-  over videos, F1@k pools counts, Edit is the mean over videos.
+  ``bg_class`` (default ``["background"]``, MS-TCN's) is left out of Edit and F1@k; F1@k pools counts
+  over videos, Edit is the mean over videos.
+* Label mapping (``label_mapping``; definitions in ``core.segment_metrics``): ``none`` (labels as they
+  are: MS-TCN's supervised protocol, MoF pooled over frames), ``hungarian_video`` (a one-to-one map per
+  video: TW-FINCH/ABD, MoF = mean of per-video accuracies) or ``hungarian_global`` (one map from the
+  contingency summed over videos: CTE, MoF pooled). ``auto`` (default): ``none`` when every predicted
+  label is a GT label name (a supervised prediction), else ``hungarian_video`` (cluster ids such as
+  ``segment_0003``, unlabelled segments). Hungarian maps never remap uncovered frames (an empty
+  prediction earns no MoF by being renamed) nor map a predicted label *to* ``uncovered_label``: only
+  frames covered in the prediction and not ``uncovered_label`` in the GT vote.
 * mAP@IoU (fractions): class-agnostic temporal detection over all videos; detections = predicted
   segments (``mean_energy`` from segments.json as confidence, else the segment duration); GT = GT
   segments whose label is not in ``bg_class`` or ``uncovered_label``.
@@ -64,16 +68,19 @@ import numpy as np
 
 from laps_ray.config import check, check_choice, to_dict, to_yaml
 from laps_ray.core.metrics import (
+    LABEL_MAPPING_CHOICES,
+    MOF_POOLING,
     aggregate_boundary_metrics,
     apply_label_map,
+    auto_label_mapping,
     boundary_metrics,
     detection_map,
     fmt_num,
-    hungarian_label_map,
+    frame_metrics,
+    label_maps,
     merge_tol_for_fps,
-    segmentation_metrics,
 )
-from laps_ray.core.segment_metrics import LABEL_MAPPINGS, UNMATCHED_PREFIX
+from laps_ray.core.segment_metrics import RENAMED_LABEL_MAPPINGS
 from laps_ray.io.atomic import write_json_atomic, write_text_atomic
 from laps_ray.io.ground_truth import (
     PRED_FORMATS,
@@ -86,7 +93,7 @@ from laps_ray.io.ground_truth import (
     scoring_fps,
 )
 from laps_ray.io.labels import LabelFormatError, Segment, segments_to_frames
-from laps_ray.io.metrics_table import markdown_table
+from laps_ray.io.metrics_table import conventions, mapping_note, markdown_table
 from laps_ray.jobs._cli import Flag, run_job
 
 log = logging.getLogger("laps_ray.evaluate")
@@ -108,7 +115,8 @@ class EvaluateJobConfig:
         iou_thresholds: IoU thresholds of mAP.
         bg_class: labels excluded from Edit and F1@k (MS-TCN's default ``["background"]``).
         uncovered_label: label of frames no predicted segment covers (never remapped).
-        label_mapping: ``per_video`` | ``global`` | ``none`` (Hungarian map of predicted ids).
+        label_mapping: ``auto`` | ``none`` | ``hungarian_video`` | ``hungarian_global`` (module
+            docstring; ``auto``: ``none`` iff every predicted label is a GT label name).
         strict: exit non-zero when a prediction is missing.
     """
 
@@ -122,13 +130,15 @@ class EvaluateJobConfig:
     iou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.75])
     bg_class: list[str] = field(default_factory=lambda: ["background"])
     uncovered_label: str = "background"
-    label_mapping: str = "per_video"
+    label_mapping: str = "auto"
     strict: bool = False
 
     def __post_init__(self) -> None:
         check(math.isfinite(self.fps) and self.fps >= 0, "fps", f"must be >= 0, got {self.fps}")
         check_choice(self.pred_format, PRED_FORMATS, "pred_format")
-        check_choice(self.label_mapping, LABEL_MAPPINGS, "label_mapping")
+        new_name = RENAMED_LABEL_MAPPINGS.get(self.label_mapping)
+        check(new_name is None, "label_mapping", f"{self.label_mapping!r} is now called {new_name!r}")
+        check_choice(self.label_mapping, LABEL_MAPPING_CHOICES, "label_mapping")
         check(len(self.tolerances_sec) > 0, "tolerances_sec", "needs at least one tolerance")
         check(all(t >= 0 for t in self.tolerances_sec), "tolerances_sec", "must be >= 0")
         check(all(0 < k <= 1 for k in self.overlaps), "overlaps", "must be in (0, 1]")
@@ -186,17 +196,25 @@ def _pred_frames(pred: Prediction, fps: float, n: int, uncovered: str) -> list[s
         raise LabelFormatError(f"{pred.path}: {exc}") from exc
 
 
-def _mapping(pred: np.ndarray, gt: np.ndarray, uncovered: str) -> dict[str, str]:
-    """Hungarian map of predicted ids to GT labels other than ``uncovered`` (see module docstring)."""
-    # A predicted segment claims "action here": renaming it to the background label would hide a false
-    # detection, so only frames that are covered on the prediction side and not background on the GT
-    # side decide the map; ids that overlap only background stay unmatched.
-    keep = (pred != uncovered) & (gt != uncovered)
-    mapping = hungarian_label_map(pred[keep], gt[keep]) if keep.any() else {}
-    for pid in np.unique(pred[pred != uncovered]).tolist():
-        mapping.setdefault(str(pid), f"{UNMATCHED_PREFIX}{pid}")
-    mapping[uncovered] = uncovered
-    return mapping
+def _predicted_labels(pred: Prediction, uncovered: str) -> set[str | None]:
+    """The labels a prediction carries (``None`` = an unlabelled segment), ``uncovered`` left out."""
+    labels = set(pred.frames) if pred.frames is not None else {s[2] for s in pred.segments}
+    return labels - {uncovered}
+
+
+def resolve_label_mapping(
+    cfg: EvaluateJobConfig, preds: list[Prediction], gt_frames: list[np.ndarray]
+) -> tuple[str, str]:
+    """The label mapping to use and why (``auto``: ``core.segment_metrics.auto_label_mapping``)."""
+    if cfg.label_mapping != "auto":
+        return cfg.label_mapping, "set explicitly"
+    pred_labels = set().union(*(_predicted_labels(p, cfg.uncovered_label) for p in preds))
+    gt_labels = set(np.unique(np.concatenate(gt_frames)).tolist()) if gt_frames else set()
+    used, reason = auto_label_mapping(pred_labels, gt_labels)
+    if used != "none" and pred_labels & gt_labels:
+        msg = "label_mapping auto: %s, some are; using %s (set label_mapping=none for supervised predictions)"
+        log.warning(msg, reason, used)
+    return used, f"auto: {reason}"
 
 
 def _detections(segments: list[Segment], exclude: set[str]) -> list[Segment]:
@@ -248,13 +266,9 @@ def evaluate(
             ),
         }
 
-    if cfg.label_mapping == "global":
-        gmap = _mapping(np.concatenate(pred_frames), np.concatenate(gt_frames), uncovered)
-        maps = [gmap] * len(stems)
-    elif cfg.label_mapping == "per_video":
-        maps = [_mapping(p, g, uncovered) for p, g in zip(pred_frames, gt_frames)]
-    else:
-        maps = [None] * len(stems)
+    used, reason = resolve_label_mapping(cfg, [preds[s] for s in stems], gt_frames)
+    log.info("label mapping: %s (%s)", used, reason)
+    maps = label_maps(pred_frames, gt_frames, used, fixed_label=uncovered)
     mapped = [p if m is None else apply_label_map(p, m) for p, m in zip(pred_frames, maps)]
 
     dets = {
@@ -262,38 +276,24 @@ def evaluate(
         for s in stems
     }
     gt_dets = {s: _detections(gts[s].segments, exclude) for s in stems}
+    summary_only = ("num_videos", "num_frames", "mof_pooled", "mof_video_mean")
     for stem, p, g, m in zip(stems, mapped, gt_frames, maps):
-        frame = segmentation_metrics([p], [g], cfg.overlaps, cfg.bg_class, "none")
-        rows[stem].update({k: v for k, v in frame.items() if k not in ("num_videos", "num_frames")})
+        frame = frame_metrics([p], [g], cfg.overlaps, cfg.bg_class)
+        rows[stem].update({k: v for k, v in frame.items() if k not in summary_only})
         rows[stem].update(detection_map([dets[stem]], [gt_dets[stem]], cfg.iou_thresholds))
-        if m is not None and cfg.label_mapping == "per_video":
+        if m is not None and used == "hungarian_video":
             rows[stem]["label_map"] = {k: v for k, v in sorted(m.items()) if k != uncovered}
 
     summary: dict[str, Any] = {}
     summary.update(aggregate_boundary_metrics([rows[s] for s in stems], cfg.tolerances_sec))
-    summary.update(segmentation_metrics(mapped, gt_frames, cfg.overlaps, cfg.bg_class, "none"))
+    summary.update(frame_metrics(mapped, gt_frames, cfg.overlaps, cfg.bg_class, MOF_POOLING[used]))
     summary.update(detection_map([dets[s] for s in stems], [gt_dets[s] for s in stems], cfg.iou_thresholds))
     summary["num_missing_predictions"] = sum(1 for s in stems if rows[s]["missing"])
-    if cfg.label_mapping == "global":
+    summary["label_mapping"] = used
+    summary["label_mapping_reason"] = reason
+    if used == "hungarian_global":
         summary["label_map"] = {k: v for k, v in sorted(maps[0].items()) if k != uncovered}
     return rows, summary
-
-
-CONVENTIONS = {
-    "boundary": "precision/recall/F1 as fractions at each tolerance (seconds), optimal one-to-one matching "
-    "(Hungarian), shared boundaries of adjacent segments counted once, video edges not boundaries; GT "
-    "boundaries from every GT segment incl. background runs; summary = unweighted mean over videos, "
-    "'_pooled' = from summed counts",
-    "frame_metrics": "MS-TCN definitions in percent: MoF (frames pooled over videos, background included), "
-    "Edit (mean over videos), F1@k (counts pooled); bg_class left out of Edit and F1@k",
-    "rasterisation": "predictions rasterised at the GT frame rate by frame centre; uncovered frames get "
-    "uncovered_label; unlabelled GT segments get unique ids gt_NNNN",
-    "label_mapping": "Hungarian one-to-one map of predicted ids to GT labels on covered frames; uncovered "
-    "frames are never remapped",
-    "mAP": "class-agnostic, all videos pooled; confidence = segments.json mean_energy, else duration; "
-    "GT detections exclude bg_class and uncovered_label; VOC all-point AP",
-    "missing_prediction": "scored as an empty prediction (no segment, all frames uncovered)",
-}
 
 
 def run(cfg: EvaluateJobConfig) -> EvaluateResult:
@@ -328,7 +328,12 @@ def run(cfg: EvaluateJobConfig) -> EvaluateResult:
         "videos": sorted(gts),
         "missing_predictions": missing,
         "unmatched_predictions": unmatched,
-        "conventions": {**CONVENTIONS, "uncovered_label": cfg.uncovered_label, "bg_class": cfg.bg_class},
+        "label_mapping": {
+            "requested": cfg.label_mapping,
+            "used": summary["label_mapping"],
+            "reason": summary["label_mapping_reason"],
+        },
+        "conventions": conventions(summary["label_mapping"], cfg.uncovered_label, cfg.bg_class),
         "summary": summary,
         "per_video": per_video,
         "config": to_dict(cfg),
@@ -342,8 +347,8 @@ def run(cfg: EvaluateJobConfig) -> EvaluateResult:
             missing,
             cfg.tolerances_sec,
             cfg.overlaps,
-            f"bg_class={cfg.bg_class}, uncovered frames = {cfg.uncovered_label!r}, "
-            f"label mapping {cfg.label_mapping}",
+            f"bg_class={cfg.bg_class}, uncovered frames = {cfg.uncovered_label!r}",
+            mapping_note(summary["label_mapping"], summary["label_mapping_reason"]),
         ),
     )
     code = 1 if cfg.strict and missing else 0
@@ -363,6 +368,7 @@ def summary_text(r: EvaluateResult) -> str:
         f"evaluate: {len(r.per_video)} videos in {r.seconds:.1f}s -> {r.output}/metrics.json, metrics.md"
     ]
     lines.append("  " + ", ".join(parts))
+    lines.append("  " + mapping_note(s["label_mapping"], s["label_mapping_reason"]))
     if r.missing:
         lines.append(
             f"  WARNING: {len(r.missing)} missing prediction(s) scored as empty: {', '.join(r.missing)}"
@@ -375,6 +381,11 @@ FLAGS = (
     Flag("--gt", "gt", "ground-truth folder (LAPS JSON or MS-TCN label files)"),
     Flag("--output", "output", "output folder for metrics.json / metrics.md"),
     Flag("--fps", "fps", "frame rate of per-frame label files", type=float),
+    Flag(
+        "--label-mapping",
+        "label_mapping",
+        "auto | none (labels as they are, MS-TCN) | hungarian_video (TW-FINCH) | hungarian_global (CTE)",
+    ),
     Flag("--strict", "strict", "exit 1 if a prediction is missing", switch=True),
 )
 

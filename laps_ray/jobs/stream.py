@@ -141,7 +141,14 @@ def run(
         raise rt.JobError(f"{redact(cfg.source)}: {exc.reason}") from exc
     record = summary.record()
     manifest.extra["stream"] = {k: v for k, v in record.items() if k not in ("source", "output", "status")}
-    manifest.record(name, {"status": summary.status, "output": str(vdir), "reason": summary.error})
+    doc = ex.read_segments_json(vdir / ex.SEGMENTS_FILE) or {}
+    used = (doc.get("params") or {}).get("segmentation", {})
+    if "threshold" in used:  # `auto` was calibrated on the warm-up: record the value it got
+        manifest.extra["threshold"] = {"value": used["threshold"], **used.get("threshold_source", {})}
+    status = summary.status
+    if status == "done" and doc.get("reliable") is False:
+        status, summary.error = "unreliable", doc.get("unreliable_reason") or "unreliable"
+    manifest.record(name, {"status": status, "output": str(vdir), "reason": summary.error})
     manifest.write(finished=True)
     code = 1 if summary.status != "done" else 0
     return StreamResult(out_dir, summary, exit_code=code)

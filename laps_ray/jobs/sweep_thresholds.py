@@ -10,49 +10,43 @@ On a cluster (same command after ``--``)::
         python -m laps_ray.jobs.sweep_thresholds --energy out/ --gt gt/ --output sweep/
 
 Options: ``--config configs/sweep_thresholds.yaml``, ``key=value`` overrides (e.g.
-``space.threshold=[0.5,1.0] space.up_count=[1,2,3] search=random num_samples=40``). Then::
+``space.up_count=[1,2,3] space.threshold_factors=[0.8,1.25] search=random num_samples=40``). Then::
 
     python -m laps_ray.jobs.segment_folder --config sweep/best.yaml --input videos/ --output out2/
 
-**Inputs.** ``--energy`` is a segment_folder output folder: per video ``<stem>/energy.jsonl`` (every
-window's raw energies and code ids), ``<stem>/segments.json`` (window geometry, recorded energy) and
-``<stem>/timeline.npz`` (processed frame → source seconds). An output written before timeline.npz
-existed is refused with a one-line error: re-run segment_folder on it. The driver reads the arrays
-once (``laps_ray.pipeline.calibration_data``) and hands them to the trials with
-``tune.with_parameters`` (one object-store copy); a trial only smooths, runs the state machine and
-scores (``laps_ray.pipeline.threshold_sweep``). Video modules are never imported. Change-point scores
-(``code_mmd`` on the cached code ids) are computed once per ``k`` by the driver.
+**Inputs.** ``--energy``: a segment_folder output (per video ``energy.jsonl``, ``segments.json``,
+``timeline.npz``; an output without timeline.npz is refused: re-run segment_folder), read once by the
+driver (``pipeline.calibration_data``) and handed to the trials with ``tune.with_parameters``.
 
-**Scoring.** Ground truth (``--gt``: LAPS JSON or MS-TCN label files with ``--fps``, as in
-``evaluate``) or, without it, pseudo-label segments (``pseudo.*``, the label rules of ``calibrate``).
-A trial's segments go from processed frames to seconds by THE rule segment_folder writes them with
-(the video's timeline) and are scored as ``evaluate`` scores them: a trial's score is ``evaluate``'s
-score of the ``segments.json`` that ``segment_folder --config best.yaml`` would write. Score =
-boundary F1 at ``tolerance_sec`` (optimal matching, shared boundaries once), mean over videos; P/R
-and F1 at every ``tolerances_sec`` are reported too. Ties: ``threshold_sweep.rank_trials`` (when the
-data cannot tell, the fewest settings changed from the base values win).
+**Base** (``base: recorded``, default): the settings segment_folder ran with, as ``segments.json``
+records them (smoothing, state machine, the threshold actually used: fixed, report or ``auto``); this
+config's ``smoothing``/``segmentation`` fill the rest (``base: config``: use them instead). Trial 0
+is exactly the base, scored like every other trial.
 
-**Search space** (``space.*``): a list of candidates per swept name (``threshold_sweep.SWEPT`` maps
-each to the config key it sets: ``smoothing_alpha`` → ``energy.smoothing.alpha``, ``up_count`` →
-``segmentation.up_count``, ...); an empty list keeps the base value (``smoothing.*``,
-``segmentation.*``). The threshold comes from ``space.threshold`` (absolute values) or, when that is
-empty, ``space.threshold_quantiles`` (quantiles of the pooled non-gated segmentation signal, resolved
-per trial because smoothing changes the signal; the absolute value is reported and written).
-``search: grid`` = every combination; ``random`` = ``num_samples`` draws (``BasicVariantGenerator``,
-seeded). No scheduler: each trial is a single evaluation (one report), so early stopping such as ASHA
-has nothing to stop. Trials ask for ``resources.cpus_per_trial`` CPUs (0.5: four at a time on 2 cores).
+**Space** (``pipeline.sweep_space``): thresholds around the base's (``threshold_factors``: a geometric
+grid x0.25 ... x4), the ``threshold_rules`` (label rules ``otsu_log``/``gmm_log``/``otsu`` of the
+pooled signal,
+``best_f1``/``best_j`` against the reference window labels), ``space.threshold`` and
+``threshold_quantiles``; one list per other swept name (``threshold_sweep.SWEPT``; the base value is
+always in, ``[]`` keeps it). Every combination is resolved, canonicalised and run once: no two trials
+run the same settings. ``search: grid`` (default) runs every distinct setting (a trial is milliseconds
+of numpy); ``random`` runs ``num_samples`` of them drawn without replacement, the base always in.
+Tune's ``BasicVariantGenerator`` runs the list; no scheduler (one report per trial).
 
-**Outputs** (``--output DIR``): ``best.yaml`` (``energy:`` {source, mode, smoothing} and
-``segmentation:`` — the field names of ``EnergyConfig`` and ``SegmentationConfig``, which
-segment_folder's config nests under those keys), ``trials.csv`` and ``trials.json`` (every trial, best
-first, with its settings and scores), ``result.json`` and ``config.yaml``; Tune's own files under
-``DIR/tune/`` (its ``storage_path``; on a multi-node cluster trial folders stay on the nodes unless
-DIR is shared storage — our tables come from the driver and are complete either way).
+**Score**: a trial's segments go to seconds by THE rule segment_folder writes them with and are scored
+as ``evaluate`` scores them against the GT (``--gt``, ``--fps``) or pseudo-label segments
+(``pseudo.*``): boundary F1 at ``tolerance_sec`` (mean over videos), P/R/F1 at every
+``tolerances_sec``. **Never worse**: only a trial whose F1 is at least the base's at every tolerance
+can be best (``threshold_sweep.rank_trials``); ties keep the base. The summary prints both.
+
+**Outputs** (``--output DIR``): ``best.yaml`` (``energy:``/``segmentation:``, for segment_folder),
+``trials.csv``/``trials.json`` (best first: settings, ``threshold_from``, scores, ``no_worse``),
+``result.json`` (``base`` and ``best``, counts of distinct and duplicate settings), ``config.yaml``;
+Tune's own files under ``DIR/tune/``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import sys
@@ -64,6 +58,7 @@ from typing import Any
 import yaml
 
 from laps_ray.config import ConfigError, check, check_choice, to_dict
+from laps_ray.core.auto_threshold import AutoThresholdConfig
 from laps_ray.core.calibration import LABEL_METHODS
 from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.metrics import fmt_num
@@ -74,47 +69,33 @@ from laps_ray.io.run_manifest import versions
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs._cli import Flag, run_job
 from laps_ray.pipeline.calibration_data import read_cached_videos, with_ground_truth, with_pseudo_labels
+from laps_ray.pipeline.sweep_space import (
+    THRESHOLD_RULES,
+    SweepSpaceConfig,
+    complete_base,
+    distinct_candidates,
+    draw,
+    recorded_base,
+    space_lists,
+    threshold_candidates,
+    trial_table,
+    trials_csv,
+)
 from laps_ray.pipeline.threshold_sweep import (
-    QUANTILE,
     SWEPT,
     SegmentSettings,
     SweepData,
-    base_values,
+    TrialError,
     build_sweep_data,
-    rank_trials,
     score_settings,
     swept_energy,
-    swept_type,
-    trial_best,
-    trials_csv,
 )
 
 log = logging.getLogger("laps_ray.sweep_thresholds")
 
 SEARCHES = ("grid", "random")
+BASES = ("recorded", "config")
 MAX_GRID = 5000
-
-
-def _check_space(space: Any) -> None:
-    check(
-        all(0 <= q <= 1 for q in space.threshold_quantiles), "space.threshold_quantiles", "must be in [0, 1]"
-    )
-    check(all(math.isfinite(t) for t in space.threshold), "space.threshold", "must be finite")
-    check(all(k >= 1 for k in space.changepoint_k), "space.changepoint_k", "must be >= 1")
-
-
-# One field per swept name of SWEPT (a list of candidates of the type of the config field it sets; an
-# empty list keeps the base value), plus the quantile candidates of the threshold.
-SweepSpaceConfig = dataclasses.make_dataclass(
-    "SweepSpaceConfig",
-    [(name, list[swept_type(name)], field(default_factory=list)) for name in SWEPT]  # type: ignore[misc]
-    + [("threshold_quantiles", list[float], field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9]))],
-    namespace={
-        "__post_init__": _check_space,
-        "__doc__": "Candidates per swept setting (names: threshold_sweep.SWEPT); [] keeps the base value.",
-    },
-)
-SweepSpaceConfig.__module__ = __name__  # pickling and OmegaConf find it here
 
 
 @dataclass
@@ -123,13 +104,13 @@ class PseudoLabelConfig:
 
     Attributes:
         proxy: series the labels come from (an ``energies`` key).
-        method: label rule (``gmm_log`` | ``otsu``).
+        method: label rule (``otsu_log`` | ``gmm_log`` | ``otsu``).
         min_windows: shortest run of active windows that makes a segment.
         include_gated: gated windows take part in the label threshold (as in ``calibrate``).
     """
 
-    proxy: str = "velocity"
-    method: str = "gmm_log"
+    proxy: str = AutoThresholdConfig.proxy
+    method: str = AutoThresholdConfig.label_method
     min_windows: int = 2
     include_gated: bool = True
 
@@ -159,7 +140,8 @@ class SweepJobConfig:
     fps: float = 0.0
     output: str = ""
     source: str = "energy"
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    base: str = "recorded"
+    smoothing: SmoothingConfig = field(default_factory=lambda: EnergyConfig().smoothing)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     space: SweepSpaceConfig = field(default_factory=SweepSpaceConfig)  # type: ignore[valid-type]
     search: str = "grid"
@@ -172,6 +154,7 @@ class SweepJobConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.search, SEARCHES, "search")
+        check_choice(self.base, BASES, "base")
         check(self.num_samples >= 1, "num_samples", f"must be >= 1, got {self.num_samples}")
         check(self.tolerance_sec >= 0, "tolerance_sec", f"must be >= 0, got {self.tolerance_sec}")
         check(all(t >= 0 for t in self.tolerances_sec), "tolerances_sec", "must be >= 0")
@@ -183,16 +166,21 @@ class SweepJobConfig:
 class SweepResult:
     output: Path
     best: dict[str, Any]
+    base: dict[str, Any]
     trials: list[dict[str, Any]]
     seconds: float
     num_videos: int
     labels: str
     tolerance_sec: float
+    counts: dict[str, int]
+    tolerances: list[float]
+    search: str = "grid"
     exit_code: int = 0
 
 
 def load_sweep_data(cfg: SweepJobConfig) -> tuple[SweepData, dict[str, Any], dict[str, str]]:
-    """Read the cached energies, timelines and GT (or pseudo-labels) into the trials' :class:`SweepData`.
+    """Read the cached energies, timelines and GT (or pseudo-labels) into the trials' :class:`SweepData`,
+    with the base settings (recorded, or the config's) and a base threshold.
 
     Returns:
         ``(data, labels info, {"source", "mode"} of the swept energy)``.
@@ -213,11 +201,24 @@ def load_sweep_data(cfg: SweepJobConfig) -> tuple[SweepData, dict[str, Any], dic
                 )
         for v in cal.videos:
             v.track.series(cfg.source)  # a missing series is an error naming the file and what it has
-        src, mode = swept_energy(cfg.source, [v.video.meta.energy for v in cal.videos])
-        cp = cfg.segmentation.changepoint
-        ks = (cfg.space.changepoint_k or [cp.k]) if any(cfg.space.changepoint_enable or [cp.enable]) else []
-        base = SegmentSettings(EnergyConfig(src, mode, cfg.smoothing), cfg.segmentation)
-        data = build_sweep_data(cal, cfg.source, base, cfg.tolerance_sec, cfg.tolerances_sec, cfg.fps, ks)
+        recorded = [v.video.meta.energy for v in cal.videos]
+        src, mode = swept_energy(cfg.source, recorded)
+        fallback = SegmentSettings(EnergyConfig(src, mode, cfg.smoothing), cfg.segmentation)
+        base, per_video, info = fallback, {}, {"recorded": False}
+        if cfg.base == "recorded":
+            same = cfg.source == "energy" or all(
+                r.get("source") == src and (src == "velocity" or r.get("mode") == mode) for r in recorded
+            )
+            metas = {v.stem: v.video.meta for v in cal.videos}
+            base, per_video, info = recorded_base(metas, fallback, same)
+        cp, sp = base.segmentation.changepoint, cfg.space
+        # The base's values are candidates too: its k is cached whenever change points may be on.
+        ks = sorted({*sp.changepoint_k, cp.k}) if cp.enable or any(sp.changepoint_enable) else []
+        data = build_sweep_data(
+            cal, cfg.source, base, cfg.tolerance_sec, cfg.tolerances_sec, cfg.fps, ks, per_video
+        )
+        data.base_info = {"from": cfg.base, **info}
+        complete_base(data, sp.threshold_rules or THRESHOLD_RULES)
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as exc:  # unusable outputs, labels or energies: one line
@@ -227,87 +228,43 @@ def load_sweep_data(cfg: SweepJobConfig) -> tuple[SweepData, dict[str, Any], dic
 
 
 def param_lists(cfg: SweepJobConfig) -> dict[str, list]:
-    """``{name: candidates}`` of every swept setting (threshold as absolute values or quantiles)."""
-    sp = cfg.space
-    out: dict[str, list] = {}
-    if sp.threshold:
-        out["threshold"] = list(sp.threshold)
-    elif sp.threshold_quantiles:
-        out[QUANTILE] = list(sp.threshold_quantiles)
-    elif cfg.segmentation.threshold is None:
-        raise ConfigError(
-            "config key 'space.threshold': no threshold to use; give space.threshold, "
-            "space.threshold_quantiles or segmentation.threshold"
-        )
-    for name in SWEPT:
-        values = list(getattr(sp, name))
-        if name != "threshold" and values:
-            check(len(set(values)) == len(values), f"space.{name}", f"has duplicates: {values}")
-            out[name] = values
-    return out
+    """``{name: candidates}`` of every swept setting but the threshold (non-empty lists only)."""
+    return space_lists(cfg.space)
 
 
-def build_param_space(cfg: SweepJobConfig, lists: dict[str, list]) -> tuple[dict[str, Any], int]:
-    """Tune ``param_space`` and ``num_samples`` for grid or random search."""
+def _trial(config: dict[str, Any], data: SweepData | None = None, settings: list | None = None) -> None:
+    """Tune function trainable: one distinct setting, one evaluation, one report."""
     from ray import tune
 
-    if cfg.search == "grid":
-        size = math.prod(len(v) for v in lists.values())
-        check(size <= MAX_GRID, "search", f"grid has {size} combinations (> {MAX_GRID}); use search=random")
-        return {k: tune.grid_search(v) for k, v in lists.items()}, 1
-    return {k: tune.choice(v) for k, v in lists.items()}, cfg.num_samples
-
-
-def _trial(config: dict[str, Any], data: SweepData | None = None) -> None:
-    """Tune function trainable: one evaluation, one report."""
-    from ray import tune
-
-    metrics = score_settings(data, config)
+    metrics = score_settings(data, settings[config["candidate"]])  # type: ignore[arg-type, index]
     # Evidence for the "no video is touched" contract: the video module is never loaded here.
     metrics["video_module_loaded"] = "laps_ray.io.video" in sys.modules
     tune.report(metrics)
 
 
-def run(cfg: SweepJobConfig) -> SweepResult:
-    """Load the cached energies (no video is decoded), then start (or join) Ray and sweep."""
-    check(bool(cfg.input), "input", "is required (--energy DIR)")
-    check(bool(cfg.output), "output", "is required (--output DIR)")
-    t0 = time.time()
-    out_dir = Path(cfg.output).resolve()
-    lists = param_lists(cfg)
-    data, labels, energy_info = load_sweep_data(cfg)
-    n_windows = sum(v.energy.size for v in data.videos)
-    log.info(
-        "%d videos, %d windows, labels: %s; swept: %s", len(data.videos), n_windows, labels["kind"], lists
-    )
-
-    prepare_output_dir(out_dir)
-    rt.init_ray()  # after every input was checked
-
+def _run_tune(cfg: SweepJobConfig, data: SweepData, settings: list, chosen: list[int], out_dir: Path) -> Any:
+    """Run the chosen candidates as one Tune grid (BasicVariantGenerator); returns (ResultGrid, name)."""
     import ray
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    space, num_samples = build_param_space(cfg, lists)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = max(
         1, min(cfg.resources.max_concurrent_trials, int(cpus // cfg.resources.cpus_per_trial) or 1)
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     # Metric names like "f1@2.0s" make tensorboardX log one INFO line per name and trial.
     logging.getLogger("tensorboardX").setLevel(logging.WARNING)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, data=data), {"cpu": cfg.resources.cpus_per_trial}
+        tune.with_parameters(_trial, data=data, settings=settings), {"cpu": cfg.resources.cpus_per_trial}
     )
     name = time.strftime("sweep_%Y%m%d-%H%M%S")
     tuner = tune.Tuner(
         trainable,
-        param_space=space,
+        param_space={"candidate": tune.grid_search(chosen)},
         tune_config=tune.TuneConfig(
             metric="score",
             mode="max",
-            num_samples=num_samples,
+            num_samples=1,
             # The concurrency cap goes to the generator: Tune ignores max_concurrent_trials with one.
             search_alg=BasicVariantGenerator(max_concurrent=concurrent, random_state=cfg.seed),
             reuse_actors=True,
@@ -315,32 +272,59 @@ def run(cfg: SweepJobConfig) -> SweepResult:
         run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),
     )
     with rt.reclaim_placement_groups(), rt.tune_output_as_configured():
-        grid = tuner.fit()
+        return tuner.fit(), name
 
-    tols = [fmt_num(t) for t in data.tolerances]
-    keep = ["score", "f1", "precision", "recall", "threshold", "num_segments", "error", "video_module_loaded"]
-    keep += [f"{n}@{t}s" for t in tols for n in ("precision", "recall", "f1")]
-    trials: list[dict[str, Any]] = []
-    for i, res in enumerate(grid):
-        params = {k: res.config[k] for k in lists if k in (res.config or {})}
-        row: dict[str, Any] = {"trial": i, "trial_id": (res.metrics or {}).get("trial_id", ""), **params}
-        if res.error is not None:
-            row.update(score=-1.0, error=f"{type(res.error).__name__}: {res.error}".splitlines()[0])
-        else:
-            m = res.metrics or {}
-            row.update({k: m[k] for k in keep if k in m})
-        trials.append(row)
-    rank_trials(trials, data.tolerances, base_values(data.base))
-    valid = [r for r in trials if r.get("score", -1.0) >= 0]
-    if not valid:
-        reasons = sorted({r.get("error", "") for r in trials})
-        raise rt.JobError(f"all {len(trials)} trials failed or were invalid: {'; '.join(reasons)[:500]}")
-    best = valid[0]
-    doc = to_dict(trial_best(data.base, {k: best[k] for k in lists if k in best}, best["threshold"]))
+
+def run(cfg: SweepJobConfig) -> SweepResult:
+    """Load the cached energies (no video is decoded), build the distinct settings, then start (or
+    join) Ray and run them; best.yaml is never worse than the base on these data."""
+    check(bool(cfg.input), "input", "is required (--energy DIR)")
+    check(bool(cfg.output), "output", "is required (--output DIR)")
+    t0 = time.time()
+    out_dir = Path(cfg.output).resolve()
+    lists = param_lists(cfg)
+    data, labels, energy_info = load_sweep_data(cfg)
+    sp = cfg.space
+    thresholds = threshold_candidates(data, sp.threshold_factors, sp.threshold, sp.threshold_rules)
+    try:
+        cands, counts = distinct_candidates(data, lists, thresholds, sp.threshold_quantiles)
+    except TrialError as exc:
+        raise rt.JobError(str(exc)) from exc
+    if cfg.search == "grid":
+        check(len(cands) <= MAX_GRID, "search", f"{len(cands)} distinct settings (> {MAX_GRID}); use random")
+        chosen = list(range(len(cands)))
+    else:
+        chosen = draw(cands, cfg.num_samples, cfg.seed)
+    counts.update(distinct=len(cands), run=len(chosen))
+    n_windows = sum(v.energy.size for v in data.videos)
+    log.info(
+        "%d videos, %d windows, labels: %s; %d distinct settings of %d combinations (%d duplicates, %d "
+        "invalid), running %d (%s)", len(data.videos), n_windows, labels["kind"], len(cands),
+        counts["combinations"], counts["duplicates"], counts["invalid"], len(chosen), cfg.search,
+    )  # fmt: skip
+
+    prepare_output_dir(out_dir)
+    rt.init_ray()  # after every input was checked
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    grid, name = _run_tune(cfg, data, [c.settings for c in cands], chosen, out_dir)
+
+    outcomes = {}
+    for res in grid:
+        err = res.error and f"{type(res.error).__name__}: {res.error}".splitlines()[0]
+        outcomes[int(res.config["candidate"])] = {"score": -1.0, "error": err} if err else res.metrics or {}
+    try:
+        trials = trial_table(data, cands, outcomes)
+    except TrialError as exc:
+        raise rt.JobError(str(exc)) from exc
+    best, base = trials[0], next(r for r in trials if r["trial"] == 0)
+    doc = to_dict(cands[best["trial"]].settings)
+    main = fmt_num(cfg.tolerance_sec)
     header = (
-        f"# sweep_thresholds best settings: boundary F1@{fmt_num(cfg.tolerance_sec)}s = {best['f1']:.4f} "
-        f"(P {best['precision']:.3f}, R {best['recall']:.3f}) over {len(data.videos)} videos, labels: "
-        f"{labels['kind']}\n# use: python -m laps_ray.jobs.segment_folder --config best.yaml ...\n"
+        f"# sweep_thresholds: best of {len(chosen)} distinct settings on {len(data.videos)} videos "
+        f"({labels['kind']} labels); boundary F1@{main}s base {base['f1']:.4f} -> best {best['f1']:.4f}"
+        f"{' (the base: nothing beat it)' if best['trial'] == 0 else ''}\n"
+        "# use: python -m laps_ray.jobs.segment_folder --config best.yaml ...\n"
     )
     write_text_atomic(out_dir / "best.yaml", header + yaml.safe_dump(doc, sort_keys=False))
     write_json_atomic(out_dir / "trials.json", trials)
@@ -348,11 +332,16 @@ def run(cfg: SweepJobConfig) -> SweepResult:
     seconds = time.time() - t0
     result = {
         "job": "sweep_thresholds",
+        "base": {**base, "settings": to_dict(data.base), "recorded": data.base_info},
         "best": {**best, "settings": doc},
+        "best_is_base": best["trial"] == 0,
         "num_trials": len(trials),
-        "num_invalid": len(trials) - len(valid),
+        "num_distinct": len(cands),
+        "counts": counts,
+        "num_invalid": sum(1 for r in trials if r.get("score", -1.0) < 0),
         "search": cfg.search,
         "swept": lists,
+        "thresholds": [{"value": t, "from": why} for t, why in thresholds],
         "videos": [v.stem for v in data.videos],
         "num_windows": n_windows,
         "labels": labels,
@@ -364,20 +353,40 @@ def run(cfg: SweepJobConfig) -> SweepResult:
         "config": to_dict(cfg),
     }
     write_json_atomic(out_dir / "result.json", result)
-    return SweepResult(out_dir, best, trials, seconds, len(data.videos), labels["kind"], cfg.tolerance_sec)
+    return SweepResult(
+        out_dir, best, base, trials, seconds, len(data.videos), labels["kind"], cfg.tolerance_sec, counts,
+        data.tolerances, cfg.search,
+    )  # fmt: skip
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def summary_text(r: SweepResult) -> str:
-    """The printed summary."""
-    b = r.best
-    params = ", ".join(f"{k}={v}" for k, v in b.items() if (k in SWEPT or k == QUANTILE) and k != "threshold")
+    """The printed summary: counts, then the base and the best side by side."""
+    b, s, c = r.best, r.base, r.counts
     lines = [
-        f"sweep_thresholds: {len(r.trials)} trials on {r.num_videos} videos ({r.labels} labels) in "
-        f"{r.seconds:.1f}s -> {r.output}",
-        f"  best: F1@{fmt_num(r.tolerance_sec)}s {b['f1']:.4f} (P {b['precision']:.3f}, "
-        f"R {b['recall']:.3f}), threshold {b['threshold']:.4g}; {params}",
-        "  wrote best.yaml (segment_folder --config), trials.csv, trials.json, result.json",
+        f"sweep_thresholds: {c['run']} distinct settings run ({r.search} of {c['distinct']}; "
+        f"{c['duplicates']} duplicate combinations dropped) on {r.num_videos} videos ({r.labels} labels) "
+        f"in {r.seconds:.1f}s -> {r.output}",
+        f"  {'':<16}{'base':>10}{'best':>10}",
     ]
+    rows = [(f"F1@{fmt_num(t)}s", f"f1@{fmt_num(t)}s") for t in r.tolerances]
+    main = fmt_num(r.tolerance_sec)
+    rows += [(f"P@{main}s", "precision"), (f"R@{main}s", "recall"), ("segments", "num_segments")]
+    rows += [("threshold", "threshold")]
+    lines += [f"  {label:<16}{_fmt(s.get(k)):>10}{_fmt(b.get(k)):>10}" for label, k in rows]
+    changed = [f"{k} {_short(s[k])} -> {_short(b[k])}" for k in b if k in SWEPT and k in s and b[k] != s[k]]
+    if b["trial"] == 0:
+        lines.append("  best = the base: no setting was at least as good at every tolerance and better")
+    else:
+        lines.append(f"  changed: {', '.join(changed)} (threshold from {b['threshold_from']})")
+    lines.append("  wrote best.yaml (segment_folder --config), trials.csv, trials.json, result.json")
     return "\n".join(lines)
 
 

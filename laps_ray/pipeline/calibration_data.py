@@ -43,6 +43,7 @@ from laps_ray.core.calibration import (
     pooled_pseudo_labels,
     runs_to_frames,
 )
+from laps_ray.core.changepoint import ChangePointConfig, changepoint_scores
 from laps_ray.core.timeline import SourceTimeline
 from laps_ray.io.energy_store import EnergyTrack, RunMeta, find_energy_files, read_energy_jsonl, read_run_meta
 from laps_ray.io.exports import TIMELINE_FILE, read_timeline
@@ -146,6 +147,31 @@ def read_cached_videos(root: str | Path, timelines: bool = False) -> dict[str, C
                 )
         out[stem] = CachedVideo(stem, read_energy_jsonl(path), read_run_meta(path.parent), timeline)
     return out
+
+
+def track_changes(track: EnergyTrack, cp: ChangePointConfig) -> np.ndarray:
+    """(W,) change-point scores of a recorded video, as segment_folder computed them
+    (``pipeline.segment.segment_video``) from what ``energy.jsonl`` keeps: motion features or code ids.
+
+    Raises:
+        CalibrationDataError: the file has no input for ``cp.method`` (``latent_r2`` needs the
+            vectors, which only the codes sidecars keep; features are missing in older files).
+    """
+    if cp.method == "motion":
+        if track.features is None or track.features.shape[1] == 0:
+            raise CalibrationDataError(
+                f"{track.path}: no motion features (written before they were recorded); "
+                "re-run segment_folder, or use changepoint.method=code_mmd"
+            )
+        return changepoint_scores(None, None, cp, features=track.features)
+    if cp.method == "code_mmd":
+        if track.codes.shape[1] == 0:
+            raise CalibrationDataError(f"{track.path}: no window has code ids; no change points to score")
+        return changepoint_scores(track.codes, None, cp, valid=track.has_codes)
+    raise CalibrationDataError(
+        f"{track.path}: changepoint.method={cp.method!r} needs the quantized vectors, which "
+        "energy.jsonl does not keep; use motion or code_mmd"
+    )
 
 
 def fed_series(track: EnergyTrack, source: str) -> np.ndarray:

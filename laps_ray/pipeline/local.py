@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from laps_ray.core.auto_threshold import is_auto
 from laps_ray.io import exports as ex
+from laps_ray.pipeline.auto_calibration import calibrate, series_from_shards, threshold_record
 from laps_ray.pipeline.merge import merge_shards
-from laps_ray.pipeline.outputs import VideoContext, finalize_video
+from laps_ray.pipeline.outputs import VideoContext, finalize_video, with_threshold
 from laps_ray.pipeline.shard_run import ShardMismatch, run_shard
 from laps_ray.pipeline.shards import make_shards, plan_timeline, video_duration
 from laps_ray.pipeline.window_processor import WindowProcessor
@@ -29,7 +31,8 @@ def process_video_local(
 
     Args:
         processor: holds tracker + tokenizer.
-        ctx: the video and its output settings; ``duration_sec`` None = from the plan.
+        ctx: the video and its output settings; ``duration_sec`` None = from the plan; a threshold
+            ``auto`` is calibrated on the video's own windows (``segment_folder``'s ``scope: video``).
         per_shard: windows per shard (0 = one shard), to exercise sharding without actors.
         batch_windows: windows per processor call.
         resize_shorter: shorter side of the processed frame in pixels (0 = keep).
@@ -54,6 +57,10 @@ def process_video_local(
         )
         results = [run_shard(processor, s, batch_windows) for s in specs]
     vw = merge_shards(results, plan, ctx.T, ctx.stride)
+    if is_auto(ctx.segmentation.threshold):  # one video: calibrated on its own windows (scope video)
+        auto = dataclasses.replace(ctx.segmentation.auto, scope="video")
+        result, keys = calibrate([series_from_shards(ctx.key, results, ctx.energy, auto.proxy)], auto)
+        ctx = with_threshold(ctx, result.value, threshold_record(result, keys, ctx.key))
     if ctx.duration_sec is None:
         ctx = dataclasses.replace(ctx, duration_sec=video_duration(plan))
     return finalize_video(vw, ctx)

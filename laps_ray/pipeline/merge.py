@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from laps_ray.core.energy import ENERGY_SOURCES
+from laps_ray.core.motion import MOTION_FEATURES
 from laps_ray.core.timeline import SourceTimeline
 from laps_ray.core.windows import window_starts
 
@@ -41,6 +42,8 @@ class VideoWindows:
             :class:`~laps_ray.core.timeline.SourceTimeline` (:func:`source_timeline`).
         zq_parts: ``(npy path, first window, windows)`` of every shard's quantized vectors.
         latent_dim: D of those vectors; timeline_source: :func:`timeline_source` (or ``"live"``).
+        features: (W, F) float64 motion features (``core.motion``), NaN rows for untracked windows;
+            None when not computed (then :meth:`motion_features` is all NaN).
     """
 
     window: np.ndarray
@@ -59,6 +62,7 @@ class VideoWindows:
     zq_parts: list[tuple[str, int, int]] = field(default_factory=list)
     latent_dim: int = 0
     timeline_source: str = "plan"
+    features: np.ndarray | None = None
 
     @property
     def num_windows(self) -> int:
@@ -71,6 +75,12 @@ class VideoWindows:
     @property
     def gated(self) -> np.ndarray:
         return self.gate != 0
+
+    def motion_features(self) -> np.ndarray:
+        """(W, F) motion features, NaN where a window has none."""
+        if self.features is None:
+            return np.full((self.num_windows, len(MOTION_FEATURES)), np.nan)
+        return self.features
 
     def energy(self, source: str) -> np.ndarray:
         """(W,) energies of one source (gate rule applied)."""
@@ -127,6 +137,7 @@ def merge_shards(
         gate=np.concatenate([r.gate for r in results]),
         energies=np.concatenate([r.energies for r in results]),
         codes=np.concatenate([r.codes for r in results]),
+        features=np.concatenate([r.features for r in results]),
         timeline_index=index,
         timeline_t=times,
         last_source_frame=last_src,

@@ -10,6 +10,7 @@ plot writers are shared with the live pipeline, so a file processed either way w
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class VideoContext:
         params: the ``params`` block of segments.json.
         checkpoint_sha256, config_sha256: provenance digests (resume compares them).
         duration_sec: video duration (None = from the timeline).
+        unreliable: why this video's segments cannot be trusted ("" = they can): the automatic
+            threshold found that its energy does not separate motion from rest
+            (``laps_ray.core.auto_threshold``). The outputs are written all the same, marked.
     """
 
     key: str
@@ -53,6 +57,19 @@ class VideoContext:
     checkpoint_sha256: str
     config_sha256: str
     duration_sec: float | None = None
+    unreliable: str = ""
+
+
+def with_threshold(ctx: VideoContext, value: float, record: dict[str, Any]) -> VideoContext:
+    """``ctx`` with the threshold ``auto`` calibrated to ``value``: its segmentation, the ``params``
+    its segments.json records (the value, and ``threshold_source`` = ``record``), and, from the
+    record's ``video.reliable``, whether the video's segments are marked unreliable."""
+    seg = dataclasses.replace(ctx.segmentation, threshold=float(value))
+    params = {**ctx.params, "segmentation": {**ctx.params["segmentation"], "threshold": float(value)}}
+    params["segmentation"]["threshold_source"] = record
+    own = record.get("video", {})
+    unreliable = "" if own.get("reliable", True) else str(own.get("reason") or "unreliable")
+    return dataclasses.replace(ctx, segmentation=seg, params=params, unreliable=unreliable)
 
 
 def segment_record(
@@ -198,6 +215,8 @@ def segments_doc(
         "params": params,
         "checkpoint_sha256": ctx.checkpoint_sha256,
         "config_sha256": ctx.config_sha256,
+        "reliable": not ctx.unreliable,
+        "unreliable_reason": ctx.unreliable or None,
     }
 
 
@@ -205,7 +224,8 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
     """Segment one merged video and write all its outputs (segments.json last); delete its ``.work``.
 
     Returns:
-        A run.json record: ``status`` ``done``, counts and timings.
+        A run.json record: ``status`` ``done`` (``unreliable`` with its ``reason`` when
+        ``ctx.unreliable``), counts and timings.
 
     Raises:
         VideoError: the clips could not be cut (unreadable source).
@@ -216,6 +236,7 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
     ex.remove_stale_temporaries(out)  # a retried finalize may find a killed writer's temporaries
     res = segment_video(vw, ctx.energy, ctx.segmentation, ctx.T, ctx.stride, ctx.target_fps)
     gate_names = [GATE_NAMES[g] for g in vw.gate]
+    features = vw.motion_features()
 
     with ex.JsonlWriter(out / ex.ENERGY_FILE) as w:
         for i in range(vw.num_windows):
@@ -231,6 +252,7 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
                     gate=gate_names[i],
                     codes=None if vw.gate[i] else vw.codes[i],
                     energies={s: float(vw.energies[i, k]) for k, s in enumerate(ENERGY_SOURCES)},
+                    features=features[i],
                 )
             )
 
@@ -259,7 +281,8 @@ def finalize_video(vw: VideoWindows, ctx: VideoContext) -> dict[str, Any]:
     ex.write_segments_json(out / ex.SEGMENTS_FILE, doc)
     shutil.rmtree(out / ex.WORK_DIR, ignore_errors=True)
     return {
-        "status": "done",
+        "status": "unreliable" if ctx.unreliable else "done",
+        **({"reason": ctx.unreliable} if ctx.unreliable else {}),
         "output": str(out),
         "windows": vw.num_windows,
         "frames": vw.num_frames,

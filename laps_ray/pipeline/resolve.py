@@ -12,14 +12,18 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from laps_ray.config import check, to_dict
+from laps_ray.core.auto_threshold import AUTO, is_auto
 from laps_ray.core.energy import ENERGY_SOURCES
 from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.io.checkpoints import CheckpointError, load_tokenizer_config, verify_tokenizer
 from laps_ray.models.tokenizer_config import TokenizerConfig
 from laps_ray.pipeline.config import PipelineConfig, TokenizerRunConfig, section
+
+if TYPE_CHECKING:
+    from laps_ray.pipeline.outputs import VideoContext
 
 
 def default_checkpoint() -> Path:
@@ -30,11 +34,20 @@ def default_checkpoint() -> Path:
 
 def resolve_threshold(
     pipe: PipelineConfig, report: str = "", report_key: str = ""
-) -> tuple[float, dict[str, Any]]:
-    """The on-threshold and where it came from: ``segmentation.threshold`` or ``--report/--report-key``.
+) -> tuple[float | str, dict[str, Any]]:
+    """THE threshold rule: where the on-threshold comes from.
+
+    A calibration report (``--report FILE --report-key KEY``) wins over the default ``auto``; a fixed
+    number and a report together are an error (ambiguous); otherwise ``auto`` (calibrated in the run,
+    ``laps_ray.core.auto_threshold``) or the fixed number.
+
+    Returns:
+        ``(threshold, source)``: a number, or ``"auto"`` for the job to calibrate; ``source`` says where
+        it comes from (``{"source": "fixed" | "report" | "auto", ...}``).
 
     Raises:
-        ConfigError: neither or both given, or a report key for another energy source.
+        ConfigError: a report key without a report (or the reverse), a fixed threshold and a report,
+            or a report key for another energy source.
         laps_ray.io.reports.ReportError: unreadable report or missing key (lists the keys it has).
     """
     fixed = pipe.segmentation.threshold
@@ -42,7 +55,7 @@ def resolve_threshold(
         check(bool(report), "report", "--report-key needs --report FILE")
         check(bool(report_key), "report_key", "--report needs --report-key KEY")
         check(
-            fixed is None,
+            is_auto(fixed),
             "segmentation.threshold",
             f"is {fixed} and a report is given too (--report {report}); use one of them",
         )
@@ -56,11 +69,8 @@ def resolve_threshold(
 
         thr = read_report_threshold(report, report_key)
         return thr, {"source": "report", "report": str(Path(report).resolve()), "key": report_key}
-    check(
-        fixed is not None,
-        "segmentation.threshold",
-        "is not set: give a fixed threshold (segmentation.threshold=X) or --report FILE --report-key KEY",
-    )
+    if is_auto(fixed):
+        return AUTO, {"source": "auto"}
     return float(fixed), {"source": "fixed"}
 
 
@@ -189,19 +199,27 @@ def resolve_run(
 
 
 def video_context(
-    run: ResolvedRun, key: str, source: str, out_dir: str | Path, duration_sec: float | None = None
-) -> Any:
-    """The per-video output context (``laps_ray.pipeline.outputs.VideoContext``) of a run.
+    run: ResolvedRun,
+    key: str,
+    source: str,
+    out_dir: str | Path,
+    duration_sec: float | None = None,
+    auto: tuple[float, dict[str, Any]] | None = None,
+) -> VideoContext:
+    """The per-video output context of a run.
 
     Args:
         run: the resolved run.
         key, source, out_dir: the video's run.json key, input and output folder.
         duration_sec: ``video_duration_sec`` (None = from the timeline at the end).
+        auto: for ``threshold: auto``, the calibrated value and this video's ``threshold_source``
+            record (``laps_ray.pipeline.auto_calibration.threshold_record``); recorded in its
+            segments.json, and its ``video.reliable`` decides whether the video is marked unreliable.
     """
-    from laps_ray.pipeline.outputs import VideoContext
+    from laps_ray.pipeline.outputs import VideoContext, with_threshold
 
-    pipe = run.pipeline
-    return VideoContext(
+    pipe = run.pipeline  # with `auto` uncalibrated the state machine refuses to run (core.segmentation)
+    ctx = VideoContext(
         key=key,
         source=source,
         out_dir=str(out_dir),
@@ -216,3 +234,4 @@ def video_context(
         config_sha256=run.config_sha256,
         duration_sec=duration_sec,
     )
+    return ctx if auto is None else with_threshold(ctx, *auto)

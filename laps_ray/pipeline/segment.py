@@ -13,7 +13,7 @@ import numpy as np
 from laps_ray.core.changepoint import changepoint_scores
 from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.segmentation import Segment, SegmentationConfig, WindowGeometry, segment_offline
-from laps_ray.core.smoothing import for_segmentation, smooth
+from laps_ray.core.smoothing import segmentation_signal
 from laps_ray.io import exports as ex
 from laps_ray.pipeline.merge import VideoWindows, to_source
 
@@ -56,13 +56,14 @@ def segment_video(
         T, stride, target_fps: window geometry.
     """
     raw = vw.energy(energy.source)
-    smoothed = smooth(raw, energy.smoothing)
-    signal = np.asarray(for_segmentation(raw, smoothed, energy.smoothing), dtype=np.float64)
+    smoothed, signal = segmentation_signal(raw, energy.smoothing)
     changes = None
     cp = seg.changepoint
     if cp.enable:
         valid = ~vw.gated
-        if cp.method == "code_mmd":
+        if cp.method == "motion":  # every tracked window has features (NaN rows: untracked)
+            changes = changepoint_scores(None, None, cp, features=vw.motion_features())
+        elif cp.method == "code_mmd":
             changes = changepoint_scores(vw.codes, None, cp, valid=valid)
         else:
             changes = changepoint_scores(None, vw.vectors(vw.window), cp, valid=valid)

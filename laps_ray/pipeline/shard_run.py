@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from laps_ray.core.energy import ENERGY_SOURCES
+from laps_ray.core.motion import MOTION_FEATURES
 from laps_ray.io import exports as ex
 from laps_ray.io.video import iter_frames
 from laps_ray.pipeline.shards import ShardSpec
@@ -46,8 +47,9 @@ class ShardResult:
     Attributes:
         window: (n,) global window numbers.
         gate: (n,) int8 0 = not gated, 1 = pre-gate, 2 = motion gate (:data:`GATE_NAMES`).
-        energies: (n, 3) float64 in :data:`laps_ray.core.energy.ENERGY_SOURCES` order.
+        energies: (n, len(ENERGY_SOURCES)) float64 in :data:`laps_ray.core.energy.ENERGY_SOURCES` order.
         codes: (n, L) int64, -1 for gated windows.
+        features: (n, F) float64 motion features, NaN for windows that were not tracked.
         frame_index, frame_t: source index and time of every frame the shard read.
         matches_plan: every frame read matched the plan.
         zq_path: ``.npy`` (n, L, D) float32 quantized vectors (zeros for gated windows).
@@ -64,6 +66,7 @@ class ShardResult:
     gate: np.ndarray
     energies: np.ndarray
     codes: np.ndarray
+    features: np.ndarray
     frame_index: np.ndarray
     frame_t: np.ndarray
     matches_plan: bool
@@ -102,7 +105,8 @@ def run_shard(
     work = Path(spec.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     raw_path = work / f".zq_{spec.first_window:06d}.{uuid.uuid4().hex[:8]}.tmp.f32"
-    windows, gates, energies, codes = [], [], [], []
+    windows, gates, energies, codes, features = [], [], [], [], []
+    no_features = np.full(len(MOTION_FEATURES), np.nan)
     timeline = Timeline()
     zero = np.zeros((L, D), dtype=np.float32)
     frames = iter_frames(
@@ -119,6 +123,7 @@ def run_shard(
                 gates.append(GATE_NAMES.index(r.gated))
                 energies.append([r.energies[s] for s in ENERGY_SOURCES])
                 codes.append(np.full(L, -1, np.int64) if r.codes is None else r.codes)
+                features.append(no_features if r.features is None else r.features)
                 raw.write((zero if r.zq is None else r.zq.astype(np.float32)).tobytes())
                 if on_window is not None:
                     on_window(len(windows))
@@ -148,6 +153,7 @@ def run_shard(
         gate=np.asarray(gates, dtype=np.int8),
         energies=np.asarray(energies, dtype=np.float64).reshape(n, len(ENERGY_SOURCES)),
         codes=np.asarray(codes, dtype=np.int64).reshape(n, L),
+        features=np.asarray(features, dtype=np.float64).reshape(n, len(MOTION_FEATURES)),
         frame_index=index,
         frame_t=times,
         matches_plan=matches,

@@ -5,9 +5,9 @@ job config, a column of trials.csv) → the dotted key it sets in :class:`Segmen
 exactly what ``best.yaml`` holds and ``segment_folder --config`` reads (``energy:`` /
 ``segmentation:``). One generic function, :func:`laps_ray.config.with_overrides`, applies ``{dotted key:
 value}`` to the base settings; it rebuilds every dataclass on a changed path, so each one's
-``__post_init__`` rejects an invalid combination (a trial then scores -1 with the reason).
-``threshold_quantile`` (:data:`QUANTILE`) is not a config key: a trial resolves it to
-``segmentation.threshold`` on its own smoothed signal.
+``__post_init__`` rejects an invalid combination. The job resolves every trial to complete settings
+before Tune runs (``pipeline.sweep_space``: the recorded base, threshold candidates, distinct settings);
+``threshold_quantile`` (:data:`QUANTILE`) in a params dict is resolved on that setting's own signal.
 
 **A trial** does per video what ``segment_folder`` does (``laps_ray.pipeline.segment.segment_video``):
 causal smoothing, the signal the state machine sees, change-point scores (cached per ``k``), the state
@@ -16,14 +16,13 @@ machine (``core.segmentation.segment_offline``), then processed frames → secon
 checks that the sweep's score equals ``evaluate``'s score of segment_folder's output). Boundary
 P/R/F1 at every tolerance (``core.metrics``) with half a frame of the video's scoring frame rate
 (``laps_ray.io.ground_truth.scoring_fps``) as merge tolerance, as ``evaluate``; mean over videos.
-Pure numpy on cached arrays: no video module is imported.
+**Ranking** (:func:`rank_trials`): the never-worse rule first (no worse than the base at any
+tolerance), then the score. Pure numpy on cached arrays: no video module is imported.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import types
 import typing
@@ -34,15 +33,19 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import ConfigError, get_key, with_overrides
-from laps_ray.core.changepoint import changepoint_scores
 from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.metrics import boundary_metrics, fmt_num, merge_tol_for_fps
 from laps_ray.core.segmentation import SegmentationConfig, WindowGeometry, segment_offline
-from laps_ray.core.smoothing import for_segmentation, smooth
+from laps_ray.core.smoothing import segmentation_signal
 from laps_ray.core.timeline import SourceTimeline
 from laps_ray.io.ground_truth import scoring_fps
 from laps_ray.io.labels import Segment
-from laps_ray.pipeline.calibration_data import CalibrationData, CalibrationDataError, fed_series
+from laps_ray.pipeline.calibration_data import (
+    CalibrationData,
+    CalibrationDataError,
+    fed_series,
+    track_changes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,15 @@ def base_values(base: SegmentSettings) -> dict[str, Any]:
     return {name: get_key(base, key) for name, key in SWEPT.items() if name != "threshold"}
 
 
+def number(x: Any) -> float | None:
+    """``x`` as a float if it is a number (not a bool), else None (``auto``, ``null``)."""
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
 def swept_type(name: str) -> type:
     """Python type of swept name ``name`` (from the config field it sets; ``Optional`` unwrapped)."""
+    if name == "threshold":  # "auto" or a number in the config; the sweep's candidates are numbers
+        return float
     cls: Any = SegmentSettings
     hint: Any = None
     for part in SWEPT[name].split("."):
@@ -116,7 +126,9 @@ class SweepVideo:
         duration: seconds (GT's, else segments.json's).
         merge_tol: boundary merge tolerance in seconds (half a frame of the scoring frame rate).
         reference: GT or pseudo-label segments in seconds.
-        changes: ``k`` -> float64 (W,) cached ``code_mmd`` change scores.
+        use: bool (W,) windows with a reference label (``pipeline.calibration_data``).
+        labels: bool (W,) reference window labels (active windows; False outside ``use``).
+        changes: ``k`` -> float64 (W,) cached change scores (``motion`` or ``code_mmd``).
     """
 
     stem: str
@@ -127,17 +139,25 @@ class SweepVideo:
     duration: float
     merge_tol: float
     reference: list[Segment]
+    use: np.ndarray
+    labels: np.ndarray
     changes: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
 class SweepData:
-    """Everything a trial needs (one object-store copy): videos, base settings, tolerances (seconds)."""
+    """Everything a trial needs (one object-store copy): videos, base settings, tolerances (seconds).
+
+    ``recorded``: stem -> threshold, when the base keeps each video's own (``base`` threshold None/auto);
+    ``base_info``: where the base came from (``result.json``'s ``base.recorded``).
+    """
 
     videos: list[SweepVideo]
     base: SegmentSettings
     tolerance_sec: float
     tolerances_sec: list[float]
+    recorded: dict[str, float] = field(default_factory=dict)
+    base_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tolerances(self) -> list[float]:
@@ -153,6 +173,7 @@ def build_sweep_data(
     tolerances_sec: Sequence[float],
     fps: float = 0.0,
     changepoint_ks: Sequence[int] = (),
+    recorded: Mapping[str, float] | None = None,
 ) -> SweepData:
     """The trials' arrays from labelled cached videos (read with timelines and reference segments).
 
@@ -162,14 +183,15 @@ def build_sweep_data(
         base: base settings (threshold may be None when every trial picks one).
         tolerance_sec, tolerances_sec: the scored tolerance and the reported ones (seconds).
         fps: frame rate of per-frame GT label files (the ``--fps`` evaluate takes; 0 = not given).
-        changepoint_ks: ``k`` values whose ``code_mmd`` scores to cache (empty = change points not swept).
+        changepoint_ks: ``k`` values whose change scores to cache (empty = change points not swept).
+        recorded: stem -> the video's own threshold when ``base`` keeps them (threshold None/auto).
 
     Raises:
         CalibrationDataError: missing geometry, timeline, duration or code ids (names the folder).
-        ConfigError: change points with a method other than ``code_mmd``.
+        ConfigError: change points with ``latent_r2`` (energy.jsonl does not keep the vectors).
     """
     cp = base.segmentation.changepoint
-    if changepoint_ks and cp.method != "code_mmd":
+    if changepoint_ks and cp.method == "latent_r2":
         raise ConfigError(
             "config key 'segmentation.changepoint.method': sweeps need 'code_mmd' (energy.jsonl keeps "
             f"code ids, not quantized vectors), got {cp.method!r}"
@@ -193,16 +215,14 @@ def build_sweep_data(
             lv.duration,
             merge_tol_for_fps(fps_used),
             lv.reference,
+            lv.use.copy(),
+            lv.labels.copy(),
         )
         for k in changepoint_ks:
-            if tr.codes.shape[1] == 0:
-                raise CalibrationDataError(
-                    f"{tr.path}: no window has code ids; change points cannot be swept"
-                )
             kcfg = dataclasses.replace(cp, enable=True, k=k, min_valid_windows=min(cp.min_valid_windows, k))
-            sv.changes[k] = changepoint_scores(tr.codes, None, kcfg, valid=tr.has_codes)
+            sv.changes[k] = track_changes(tr, kcfg)
         videos.append(sv)
-    return SweepData(videos, base, tolerance_sec, list(tolerances_sec))
+    return SweepData(videos, base, tolerance_sec, list(tolerances_sec), dict(recorded or {}))
 
 
 def swept_energy(source: str, recorded: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -237,31 +257,57 @@ class TrialError(ValueError):
     """A trial's settings cannot be scored (invalid combination, no threshold, ...)."""
 
 
-def trial_settings(data: SweepData, params: Mapping[str, Any]) -> tuple[SegmentSettings, list[np.ndarray]]:
-    """A trial's settings (threshold resolved) and each video's state-machine signal.
+def signals_for(data: SweepData, settings: SegmentSettings) -> list[np.ndarray]:
+    """Each video's state-machine signal under ``settings``' smoothing (float64 (W,) per video)."""
+    return [segmentation_signal(v.energy, settings.energy.smoothing)[1] for v in data.videos]
+
+
+def base_signals(data: SweepData) -> list[np.ndarray]:
+    """Each video's state-machine signal with the base smoothing."""
+    return signals_for(data, data.base)
+
+
+def quantile_threshold(data: SweepData, settings: SegmentSettings, q: float) -> float:
+    """Quantile ``q`` of the pooled non-gated signal under ``settings``' smoothing.
 
     Raises:
-        TrialError: invalid combination, or no threshold at all.
+        TrialError: every window is gated.
     """
-    try:
-        settings = settings_for(data.base, params)
-    except ConfigError as exc:
-        raise TrialError(str(exc)) from exc
-    sm = settings.energy.smoothing
-    signals = [np.asarray(for_segmentation(v.energy, smooth(v.energy, sm), sm)) for v in data.videos]
-    if QUANTILE in params:
-        pooled = np.concatenate([s[~v.gated] for s, v in zip(signals, data.videos)])
-        if pooled.size == 0:
-            raise TrialError("every window is gated: no threshold quantile")
-        thr = float(np.quantile(pooled, params[QUANTILE]))
-        settings = with_overrides(settings, {SWEPT["threshold"]: thr})
-    if settings.segmentation.threshold is None:
+    signals = signals_for(data, settings)
+    pooled = np.concatenate([s[~v.gated] for s, v in zip(signals, data.videos)])
+    if pooled.size == 0:
+        raise TrialError("every window is gated: no threshold quantile")
+    return float(np.quantile(pooled, q))
+
+
+def trial_settings(data: SweepData, params: Mapping[str, Any] | SegmentSettings) -> SegmentSettings:
+    """A trial's resolved settings: ``params`` (swept names, ``threshold_quantile`` resolved on the
+    trial's own signal) applied to the base, or resolved settings as they are.
+
+    Raises:
+        TrialError: invalid combination, or no threshold (neither a number nor each video's recorded one).
+    """
+    if isinstance(params, SegmentSettings):
+        settings = params
+    else:
+        try:
+            settings = settings_for(data.base, params)
+            if QUANTILE in params:
+                thr = quantile_threshold(data, settings, params[QUANTILE])
+                settings = with_overrides(settings, {SWEPT["threshold"]: thr})
+        except ConfigError as exc:
+            raise TrialError(str(exc)) from exc
+    if number(settings.segmentation.threshold) is None and not data.recorded:
         raise TrialError("no threshold: set space.threshold, space.threshold_quantiles or one")
-    return settings, signals
+    return settings
 
 
-def video_scores(data: SweepData, params: Mapping[str, Any]) -> tuple[SegmentSettings, dict[str, dict]]:
+def video_scores(
+    data: SweepData, params: Mapping[str, Any] | SegmentSettings
+) -> tuple[SegmentSettings, dict[str, dict]]:
     """Segment every video with a trial's settings and score it against its reference.
+
+    A threshold that is not a number (None/``auto``) means each video's recorded one (``data.recorded``).
 
     Returns:
         ``(settings, {stem: core.metrics.boundary_metrics row})`` at every tolerance of ``data``.
@@ -269,16 +315,20 @@ def video_scores(data: SweepData, params: Mapping[str, Any]) -> tuple[SegmentSet
     Raises:
         TrialError: the settings cannot be scored (the message says why).
     """
-    settings, signals = trial_settings(data, params)
+    settings = trial_settings(data, params)
     seg = settings.segmentation
     cp = seg.changepoint
     rows = {}
-    for video, signal in zip(data.videos, signals):
+    for video, signal in zip(data.videos, signals_for(data, settings)):
         changes = video.changes.get(cp.k) if cp.enable else None
         if cp.enable and changes is None:
             raise TrialError(f"no change scores cached for changepoint.k={cp.k}")
+        thr = number(seg.threshold)
+        thr = data.recorded.get(video.stem) if thr is None else thr
+        if thr is None:
+            raise TrialError(f"{video.stem}: no threshold recorded")
         try:
-            found = segment_offline(signal, seg, video.geom, changes)
+            found = segment_offline(signal, dataclasses.replace(seg, threshold=thr), video.geom, changes)
         except ValueError as exc:
             raise TrialError(f"{video.stem}: {exc}") from exc
         pred = segments_in_seconds(video.timeline, found)
@@ -287,20 +337,21 @@ def video_scores(data: SweepData, params: Mapping[str, Any]) -> tuple[SegmentSet
     return settings, rows
 
 
-def score_settings(data: SweepData, params: Mapping[str, Any]) -> dict[str, Any]:
+def score_settings(data: SweepData, params: Mapping[str, Any] | SegmentSettings) -> dict[str, Any]:
     """The trial body: mean boundary scores over videos (never raises for bad settings).
 
     Returns:
         ``{"score", "f1", "precision", "recall", "f1@<t>s", "precision@<t>s", "recall@<t>s",
-        "threshold", "num_segments", "error"}`` (fractions; t in seconds); ``score`` is -1 and
-        ``error`` says why for settings that cannot be scored.
+        "threshold", "num_segments", "error"}`` (fractions; t in seconds; ``threshold`` None when each
+        video keeps its recorded one); ``score`` is -1 and ``error`` says why for settings that cannot
+        be scored.
     """
     try:
         settings, rows = video_scores(data, params)
     except TrialError as exc:
         return {"score": -1.0, "error": str(exc)}
     out: dict[str, Any] = {
-        "threshold": float(settings.segmentation.threshold),  # type: ignore[arg-type]
+        "threshold": number(settings.segmentation.threshold),
         "num_segments": sum(r["num_segments"] for r in rows.values()),
         "error": "",
     }
@@ -314,39 +365,46 @@ def score_settings(data: SweepData, params: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def rank_trials(trials: list[dict[str, Any]], tolerances: Sequence[float], base: Mapping[str, Any]) -> None:
-    """Sort trial rows best first (in place) and number them (``rank``).
+def no_worse(row: Mapping[str, Any], base: Mapping[str, Any], tolerances: Sequence[float]) -> bool:
+    """``row`` scored, and its F1 at every tolerance (seconds) at least the ``base`` row's."""
+    if row.get("score", -1.0) < 0 or row.get("score", -1.0) < base.get("score", -1.0):
+        return False
+    return all(row.get(f"f1@{fmt_num(t)}s", -1.0) >= base.get(f"f1@{fmt_num(t)}s", 0.0) for t in tolerances)
 
-    Order: score, then mean F1 over all ``tolerances`` (seconds), then precision, then the fewest swept
-    settings changed from their ``base`` values (when the data cannot tell, keep the defaults), then
-    trial order.
+
+def rank_trials(
+    trials: list[dict[str, Any]],
+    tolerances: Sequence[float],
+    base: Mapping[str, Any],
+    base_row: Mapping[str, Any] | None = None,
+) -> None:
+    """Sort trial rows best first (in place), number them (``rank``) and mark ``no_worse``.
+
+    Order: trials no worse than ``base_row`` at every tolerance first (:func:`no_worse`; the never-worse
+    rule: the base is one of them, so rank 0 is the base or a trial at least as good everywhere), then
+    score, mean F1 over all ``tolerances`` (seconds), precision, the fewest swept settings changed from
+    their ``base`` values and the threshold nearest the base's (ratio; when the data cannot tell, keep
+    the base), then trial order (base = 0).
     """
+    for row in trials:
+        row["no_worse"] = base_row is None or no_worse(row, base_row, tolerances)
+    base_thr = number((base_row or {}).get("threshold"))
 
     def key(row: dict[str, Any]) -> tuple:
         f1s = [row.get(f"f1@{fmt_num(t)}s", 0.0) for t in tolerances]
         changed = sum(1 for k, v in base.items() if k in row and row[k] != v)
+        thr = number(row.get("threshold"))
+        far = abs(np.log(thr / base_thr)) if thr and base_thr and thr * base_thr > 0 else 0.0
         return (
+            not row["no_worse"],
             -row.get("score", -1.0),
             -float(np.mean(f1s)),
             -row.get("precision", 0.0),
             changed,
+            far,
             row["trial"],
         )
 
     trials.sort(key=key)
     for rank, row in enumerate(trials):
         row["rank"] = rank
-
-
-def trials_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV text of trial rows: ``rank, trial, score`` first, then every other key in order of appearance."""
-    cols: list[str] = []
-    for r in rows:
-        cols.extend(k for k in r if k not in cols)
-    first = ["rank", "trial", "score"]
-    cols = [c for c in first if c in cols] + [c for c in cols if c not in first]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()

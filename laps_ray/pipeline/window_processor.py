@@ -33,6 +33,7 @@ import numpy as np
 
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig, apply_gates, window_energy
 from laps_ray.core.gates import GateConfig, motion_gate_batch, pre_gate_batch
+from laps_ray.core.motion import MOTION_FEATURES, window_motion
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, normalized_velocities
 from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.tracking import make_tracker
@@ -129,6 +130,8 @@ class WindowResult(WindowId):
         energies: ``{"quantized", "prequant", "velocity"}`` -> energy with the gate rule applied.
         codes: (L,) int64 code ids, None for gated windows.
         zq: (L, D) float32 quantized vectors, None for gated windows.
+        features: (F,) float64 motion features (``core.motion.motion_features``: what the change
+            points compare), None for a window that was not tracked (pre-gated).
         stats: gate statistics ``pre_mad``, ``pre_active``, ``speed``, ``motion_active`` (None where
             not computed, e.g. no speed for a pre-gated window).
     """
@@ -138,6 +141,7 @@ class WindowResult(WindowId):
     codes: np.ndarray | None
     zq: np.ndarray | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    features: np.ndarray | None = None
 
 
 class WindowProcessor:
@@ -295,18 +299,24 @@ class WindowProcessor:
         speed = np.full(n, np.nan)  # mean speed; none for pre-gated windows (never tracked)
         motion_active = np.full(n, np.nan)
         motion_dropped = np.zeros(n, dtype=bool)
+        change = np.full(n, np.nan)  # the motion energy (core.motion); none for pre-gated windows
+        feats = np.full((n, len(MOTION_FEATURES)), np.nan)
         vel = None
         if tracked.size:
             first = items[tracked[0]][0]
-            tracks, _ = self.tracker.track_prepared([[it.tracked for it in items[i]] for i in tracked])
+            tracks, vis = self.tracker.track_prepared([[it.tracked for it in items[i]] for i in tracked])
             vel = normalized_velocities(tracks, first.height, first.width)  # (Wt, L, N, 2)
             motion = motion_gate_batch(vel, self.gates.motion_gate)
             speed[tracked] = window_energy(None, vel, "velocity", self.energy.mode)
+            scale = np.array([2.0 / first.width, 2.0 / first.height])  # normalised like the velocities
+            change[tracked], feats[tracked] = window_motion(tracks * scale, vis, self.energy.top_fraction)
             motion_active[tracked] = motion.active_ratio
             motion_dropped[tracked] = motion.dropped
         gated = pre.dropped | motion_dropped
         raw = {source: np.zeros(n) for source in ENERGY_SOURCES}
-        raw["velocity"] = np.where(np.isfinite(speed), speed, 0.0)
+        track_values = {"velocity": speed, "motion": change}
+        for source, values in track_values.items():
+            raw[source] = np.where(np.isfinite(values), values, 0.0)
         tok = np.flatnonzero(~gated)
         ids = zq = None
         if tok.size:
@@ -314,7 +324,7 @@ class WindowProcessor:
             z_pre, zq, ids = self._tokenize(vel[rows])
             raw["quantized"][tok] = window_energy(zq, None, "quantized", self.energy.mode)
             raw["prequant"][tok] = window_energy(z_pre, None, "prequant", self.energy.mode)
-        energies = {s: apply_gates(raw[s], gated, s, velocity_energy=speed) for s in ENERGY_SOURCES}
+        energies = {s: apply_gates(raw[s], gated, s, track_values.get(s)) for s in ENERGY_SOURCES}
 
         results = []
         slot = {int(w): j for j, w in enumerate(tok)}
@@ -333,6 +343,7 @@ class WindowProcessor:
                     energies={s: float(energies[s][i]) for s in ENERGY_SOURCES},
                     codes=None if j is None else ids[j].copy(),
                     zq=None if j is None else zq[j].copy(),
+                    features=None if pre.dropped[i] else feats[i].copy(),
                     stats={
                         "pre_mad": float(pre.value[i]),
                         "pre_active": float(pre.active_ratio[i]),

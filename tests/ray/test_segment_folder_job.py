@@ -44,8 +44,8 @@ def test_job_outputs_bad_inputs_sharding_and_resume(ray_local, segment_inputs, s
     reasons = " | ".join(v["reason"] for v in bad.values())
     for word in ("empty", "short", "audio", "truncated", "not a video"):
         assert word in reasons
-    assert manifest["checkpoint_sha256"] and manifest["config"]["segmentation"]["threshold"] == 0.3
-    assert manifest["threshold"] == {"value": 0.3, "source": "fixed"} and manifest["windows_per_second"] > 0
+    assert manifest["checkpoint_sha256"] and manifest["config"]["segmentation"]["threshold"] == 0.01
+    assert manifest["threshold"] == {"value": 0.01, "source": "fixed"} and manifest["windows_per_second"] > 0
     locked = [k for k in items if k.startswith("locked/")]
     assert len(locked) == 1 and "directory not readable" in items[locked[0]]["reason"]
     assert "6 failed" in summary(result) and str(out) in summary(result)
@@ -71,7 +71,7 @@ def test_job_outputs_bad_inputs_sharding_and_resume(ray_local, segment_inputs, s
     digest = json.loads((out / "a" / "segments.json").read_text())["config_sha256"]
     assert _digest(segment_inputs, "shard_seconds=0") == digest
     assert (
-        _digest(segment_inputs, "segmentation.threshold=0.4")
+        _digest(segment_inputs, "segmentation.threshold=0.02")
         != digest
         != _digest(segment_inputs, "tracker.grid=10")
     )
@@ -139,7 +139,7 @@ def test_mismatched_checkpoint_and_bad_paths_fail_fast(segment_inputs, segment_r
     shutil.copytree(segment_reference, out)
     before = snapshot(out)
     flags = ["--input", str(segment_inputs["good"]), "--shard-seconds", "0"]
-    overrides = ["segmentation.threshold=0.3", *SMALL_SCENE]
+    overrides = ["segmentation.threshold=0.01", *SMALL_SCENE]
 
     def fails(*argv: str) -> str:
         extra = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -180,3 +180,52 @@ def test_mismatched_checkpoint_and_bad_paths_fail_fast(segment_inputs, segment_r
         main(["--input", "/nonexistent/videos", "--output", str(tmp_path / "o3"), "segmentation.threshold=1"])
     assert "/nonexistent/videos: no such file or directory" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_auto_threshold_in_one_pass_resumes_and_recalibrates_a_grown_folder(
+    ray_local, segment_inputs, tmp_path
+):
+    """No threshold given: one pass calibrates it on the run's own windows (the same number
+    `calibrate` reports on those outputs), records it with its evidence, a resumed run pools the same
+    windows (same threshold, same bytes), and a video joining the folder recalibrates the others."""
+    from laps_ray.config import load_config
+    from laps_ray.jobs import calibrate
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(segment_inputs["good"], inp)
+    cfg = segment_folder_cfg(segment_inputs, inp, out, "segmentation.threshold=auto", "shard_seconds=0")
+    first = run(cfg)
+    assert first.exit_code == 0 and first.done == 2, summary(first)
+    thr = json.loads((out / "run.json").read_text())["threshold"]
+    assert thr["source"] == "auto" and thr["scope"] == "folder" and thr["auc"] is not None
+    docs = {k: json.loads((out / k / "segments.json").read_text()) for k in ("a", "b")}
+    for doc in docs.values():
+        used = doc["params"]["segmentation"]
+        assert used["threshold"] == thr["value"] and used["threshold_source"]["source"] == "auto"
+        assert doc["reliable"] is (used["threshold_source"]["video"]["reliable"])
+    # the same rule as `calibrate` with its defaults (pseudo-labels: Otsu on the log motion energy;
+    # best-F1 of the segmented signal), which follow segment_folder's
+    report = calibrate.run(
+        load_config(calibrate.CalibrateJobConfig, None, [f"energy={out}", f"output={tmp_path / 'c.json'}"])
+    ).report
+    assert report["motion"]["smoothed"]["best_f1"]["thr"] == pytest.approx(thr["value"], rel=1e-12)
+
+    before = snapshot(out)
+    (out / "b" / "segments.json").unlink()  # b is partial now; a is complete
+    again = run(cfg)
+    assert (
+        again.skipped == 1
+        and json.loads((out / "run.json").read_text())["threshold"]["value"] == thr["value"]
+    )
+    assert {k: v[1] for k, v in snapshot(out).items() if k.startswith(("a/", "b/"))} == {
+        k: v[1] for k, v in before.items() if k.startswith(("a/", "b/"))
+    }
+
+    shutil.copy(segment_inputs["videos"] / "bad" / "kitchen café 01.mp4", inp / "c.mp4")
+    grown = run(cfg)
+    new = json.loads((out / "run.json").read_text())["threshold"]["value"]
+    assert grown.exit_code == 0 and new != thr["value"]
+    for k in ("a", "b", "c"):  # every video now carries the folder's new threshold
+        assert (
+            json.loads((out / k / "segments.json").read_text())["params"]["segmentation"]["threshold"] == new
+        )

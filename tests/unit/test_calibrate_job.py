@@ -64,6 +64,11 @@ def synthetic_run(root: Path, seed: int, informative=True, velocity_informative=
 
 
 def run_cal(tmp_path: Path, **kw) -> cal.CalibrateResult:
+    # The expectations below were worked out for these series and rules (the job's defaults follow
+    # segment_folder's automatic threshold: the motion energy, which these synthetic runs do not have).
+    kw.setdefault("sources", ["quantized"])
+    kw.setdefault("labels", cal.LabelRuleConfig(method="gmm_log", proxy="velocity"))
+    kw.setdefault("smoothing", SmoothingConfig())
     cfg = cal.CalibrateJobConfig(energy=str(tmp_path / "out"), output=str(tmp_path / "calib.json"), **kw)
     return cal.run(cfg)
 
@@ -101,6 +106,10 @@ def test_read_energy_jsonl_arrays(tmp_path):
             lambda recs: recs[0].__setitem__("energy", "x"),
             r"energy.jsonl:1: 'energy' must be a finite number",
         ),
+        (
+            lambda recs: recs[2].__setitem__("features", [0.1, "x"]),
+            r"energy.jsonl:3: 'features' must be a list of numbers or null",
+        ),
     ],
 )
 def test_read_energy_jsonl_errors_name_file_and_line(tmp_path, mutate, message):
@@ -111,6 +120,28 @@ def test_read_energy_jsonl_errors_name_file_and_line(tmp_path, mutate, message):
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in recs) + "\n")
     with pytest.raises(EnergyFormatError, match=message):
         read_energy_jsonl(path)
+
+
+def test_motion_features_are_read_back_and_their_absence_is_explained(tmp_path):
+    from laps_ray.core.changepoint import ChangePointConfig
+    from laps_ray.pipeline.calibration_data import CalibrationDataError, track_changes
+
+    d = write_video(tmp_path, "v", {"quantized": np.ones(12), "velocity": np.ones(12)})
+    path = d / "energy.jsonl"
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    old = read_energy_jsonl(path)  # a file from before features were recorded
+    assert old.features.shape == (12, 0)
+    with pytest.raises(CalibrationDataError, match="no motion features.*re-run segment_folder"):
+        track_changes(old, ChangePointConfig())
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(12, 5))
+    for i, r in enumerate(recs):
+        r["features"] = None if i == 3 else feats[i].tolist()
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    tr = read_energy_jsonl(path)
+    assert np.isnan(tr.features[3]).all()
+    np.testing.assert_array_equal(np.delete(tr.features, 3, axis=0), np.delete(feats, 3, axis=0))
+    assert track_changes(tr, ChangePointConfig()).shape == (12,)
 
 
 # ---------------------------------------------------------------- calibrate
@@ -142,7 +173,11 @@ def test_calibrate_flags_uninformative_energy_loudly(tmp_path, caplog, capsys):
     synthetic_run(tmp_path / "out", seed=2, informative=False)
     out = tmp_path / "calib.json"
     with caplog.at_level(logging.WARNING), pytest.raises(SystemExit) as exc:
-        cal.main(["--energy", str(tmp_path / "out"), "--output", str(out), "--strict"])
+        cal.main(
+            ["--energy", str(tmp_path / "out"), "--output", str(out), "--strict"]
+            + ["sources=[quantized]", "labels.proxy=velocity", "labels.method=gmm_log"]
+            + ["smoothing.method=ema"]
+        )
     assert exc.value.code == 1  # --strict: a meaningless threshold fails the job
     rep = json.loads(out.read_text())
     raw = rep["quantized"]["raw"]
@@ -193,6 +228,7 @@ def test_calibrate_uses_ground_truth_when_given(tmp_path):
         gt=str(gt_dir),
         fps=gt_fps,
         output=str(tmp_path / "x.json"),
+        sources=["quantized"],
         labels=cal.LabelRuleConfig(background_labels=[]),
     )
     with pytest.raises(cal.rt.JobError, match="every window active"):

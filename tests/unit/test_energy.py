@@ -94,10 +94,11 @@ def test_apply_gates_rule():
 
 def test_energy_config_validation():
     cfg = EnergyConfig()
+    # The motion energy needs no smoothing (an EMA only delays ends); alpha is kept for ``ema``.
     assert (cfg.source, cfg.mode, cfg.smoothing.method, cfg.smoothing.alpha) == (
-        "quantized",
+        "motion",
         "token_diff_l2_mean",
-        "ema",
+        "none",
         0.7,
     )
     with pytest.raises(ConfigError, match="energy.mode"):

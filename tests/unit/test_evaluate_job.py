@@ -72,7 +72,11 @@ def test_breakfast_metrics_equal_hand_computed_values(breakfast, tmp_path):
     s = r.summary
     # Frame metrics: identical frames to tests/unit/test_metrics.py's breakfast_pair once the Hungarian map
     # (on covered frames) sends segment_0000 -> take_cup / pour_coffee and segment_0001 -> pour_milk.
-    assert s["mof"] == pytest.approx(100 * 901 / 1188)
+    # The ids are not GT names, so auto picks hungarian_video, whose MoF (TW-FINCH) is the mean of the
+    # per-video accuracies 718/917 and 183/271; the frames pooled give 901/1188.
+    assert s["label_mapping"] == "hungarian_video" and s["label_mapping_reason"].startswith("auto: 2 of 2")
+    assert s["mof"] == pytest.approx(100 * (718 / 917 + 183 / 271) / 2)
+    assert s["mof_pooled"] == pytest.approx(100 * 901 / 1188)
     assert s["edit"] == pytest.approx(90.0)
     assert s["F1@10"] == pytest.approx(100 * 14 / 15) and s["F1@25"] == pytest.approx(100 * 14 / 15)
     assert s["F1@50"] == pytest.approx(80.0)
@@ -97,18 +101,43 @@ def test_breakfast_metrics_equal_hand_computed_values(breakfast, tmp_path):
     doc = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert doc["missing_predictions"] == [] and doc["videos"] == [A, B]
     assert doc["summary"]["mof"] == pytest.approx(s["mof"]) and "mAP" in doc["conventions"]
+    assert doc["label_mapping"] == {
+        "requested": "auto",
+        "used": "hungarian_video",
+        "reason": s["label_mapping_reason"],
+    }
+    assert doc["conventions"]["label_mapping"].startswith("hungarian_video: one-to-one Hungarian map")
     md = (tmp_path / "eval" / "metrics.md").read_text()
-    assert md.startswith("| video | pred | #GT | #pred | P@2.0s |")
+    assert md.startswith(
+        "**label mapping: hungarian_video (auto: 2 of 2 predicted labels are not ground-truth"
+    )
+    assert "MoF = mean over videos of each video's accuracy**" in md
+    assert "\n| video | pred | #GT | #pred | P@2.0s |" in md
     assert f"| {A} | ok | 5 | 2 | 1.000 | 0.750 | 0.857 |" in md
     assert "| **all** | 0 missing |" in md and "mAP@0.5 0.500" in md
     assert (tmp_path / "eval" / "config.yaml").is_file()
     # One map for all videos: segment_0000 (P03 take_cup 151 frames, P08 pour_coffee 68) -> take_cup and
     # segment_0001 -> pour_milk maximise agreement (538 frames), so P08's 68 predicted frames turn wrong.
     g = ev.run(
-        cfg_for(gt, pred, tmp_path / "eval_global", fps=FPS, uncovered_label="SIL", label_mapping="global")
+        cfg_for(
+            gt,
+            pred,
+            tmp_path / "eval_global",
+            fps=FPS,
+            uncovered_label="SIL",
+            label_mapping="hungarian_global",
+        )
     )
     assert g.summary["label_map"] == {"segment_0000": "take_cup", "segment_0001": "pour_milk"}
-    assert g.summary["mof"] == pytest.approx(100 * (901 - 68) / 1188)
+    assert g.summary["mof"] == pytest.approx(100 * (901 - 68) / 1188)  # CTE: frames pooled
+    assert "label mapping: hungarian_global (set explicitly)" in ev.summary_text(g)
+    # Labels compared as they are: unsupervised ids never equal a GT name; only uncovered (= SIL) frames
+    # that are SIL in the GT are right: A's uncovered [0,48) and [765,917) hold GT SIL 38 + 142 = 180,
+    # B's [0,2) and [70,271) hold 2 + 113 = 115.
+    n = ev.run(
+        cfg_for(gt, pred, tmp_path / "eval_none", fps=FPS, uncovered_label="SIL", label_mapping="none")
+    )
+    assert n.summary["mof"] == pytest.approx(100 * (180 + 115) / 1188) and "label_map" not in n.per_video[A]
 
 
 def test_missing_prediction_is_scored_empty_and_reported_loudly(breakfast, tmp_path, caplog, capsys):
@@ -158,6 +187,21 @@ def test_per_frame_label_predictions(breakfast, tmp_path):
     assert r.summary["mof"] == pytest.approx(100 * 901 / 1188) and r.summary["edit"] == pytest.approx(90.0)
     assert r.summary["F1@50"] == pytest.approx(80.0)
     assert r.per_video[A]["boundary/f1@2.0s"] == pytest.approx(6 / 7)
+    # Labels that are GT names: auto picks none (MS-TCN's supervised protocol), the same numbers.
+    a_ = ev.run(cfg_for(gt, pred, tmp_path / "eval_auto", fps=FPS))
+    assert a_.summary["label_mapping"] == "none" and a_.summary["mof"] == pytest.approx(r.summary["mof"])
+
+
+def test_label_mapping_flag(breakfast, tmp_path, capsys):
+    gt, pred = breakfast
+    out = tmp_path / "eval"
+    argv = ["--pred", str(pred), "--gt", str(gt), "--output", str(out), "--fps", "15", "uncovered_label=SIL"]
+    ev.main([*argv, "--label-mapping", "hungarian_global"])
+    assert "label mapping: hungarian_global (set explicitly)" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["label_mapping"]["used"] == "hungarian_global"
+    with pytest.raises(SystemExit) as exc:
+        ev.main([*argv, "--label-mapping", "global"])
+    assert exc.value.code == 2 and "'global' is now called 'hungarian_global'" in capsys.readouterr().err
 
 
 def test_laps_json_ground_truth_hand_case(tmp_path):
@@ -216,3 +260,20 @@ def test_scoring_fps_one_rule_for_frames_and_boundary_merging():
     assert scoring_fps(json_gt, 10.0, 30.0) == (10.0, False)
     assert scoring_fps(json_gt, 0.0, 25.0) == (25.0, False)
     assert scoring_fps(json_gt) == (FALLBACK_FPS, True) and scoring_fps(None, 0.0, 20.0) == (20.0, False)
+
+
+def test_auto_warns_when_labels_are_partly_gt_names(breakfast, tmp_path, caplog):
+    gt, _ = breakfast
+    pred = tmp_path / "pred_frames"
+    pred.mkdir()
+    a = ["pour_cofee" if x == "pour_coffee" else x for x in read_frame_labels(gt / A)]  # a misspelt class
+    (pred / A).write_text("\n".join(a) + "\n")
+    (pred / B).write_text((gt / B).read_text())
+    with caplog.at_level(logging.WARNING):
+        r = ev.run(cfg_for(gt, pred, tmp_path / "eval", fps=FPS))
+    # Predicted labels: SIL, take_cup, pour_cofee, pour_milk (A) and pour_coffee (B): 1 of 5 is no GT name.
+    assert r.summary["label_mapping"] == "hungarian_video"
+    assert (
+        "1 of 5 predicted labels are not ground-truth names (pour_cofee)" in r.summary["label_mapping_reason"]
+    )
+    assert any("set label_mapping=none" in rec.getMessage() for rec in caplog.records)

@@ -17,9 +17,7 @@ from laps_ray.jobs.segment_folder import SegmentJobConfig, main
 
 def test_threshold_errors_stop_before_any_work(segment_inputs, tmp_path, capsys):
     report = tmp_path / "calib.json"
-    report.write_text(
-        json.dumps({"quantized": {"smoothed": {"best_f1": {"thr": 0.7}, "best_j": {"thr": 0.5}}}})
-    )
+    report.write_text(json.dumps({"motion": {"smoothed": {"best_f1": {"thr": 0.7}, "best_j": {"thr": 0.5}}}}))
     out = tmp_path / "o"
     base = [
         "--input",
@@ -35,28 +33,34 @@ def test_threshold_errors_stop_before_any_work(segment_inputs, tmp_path, capsys)
             main([*base, *argv])
         return exc.value.code, capsys.readouterr().err.strip()
 
-    code, err = fails("--report", str(report), "--report-key", "quantized.raw.best_f1.thr")
+    code, err = fails("--report", str(report), "--report-key", "motion.raw.best_f1.thr")
     assert code == 1 and len(err.splitlines()) == 1
-    assert "quantized.raw.best_f1.thr" in err and "available:" in err
-    assert "quantized.smoothed.best_f1.thr" in err and "quantized.smoothed.best_j.thr" in err
+    assert "motion.raw.best_f1.thr" in err and "available:" in err
+    assert "motion.smoothed.best_f1.thr" in err and "motion.smoothed.best_j.thr" in err
     assert not out.exists()  # nothing was done
-    code, err = fails()  # no threshold at all
-    assert code == 2 and "segmentation.threshold" in err
+    # no threshold at all: calibrated in the run (`auto`); a report wins over `auto`, a number over nothing
+    from laps_ray.pipeline.resolve import resolve_threshold
+
+    auto = segment_folder_cfg(segment_inputs, segment_inputs["good"], out, "segmentation.threshold=auto")
+    assert resolve_threshold(auto) == ("auto", {"source": "auto"})
+    assert resolve_threshold(auto, str(report), "motion.smoothed.best_j.thr")[0] == 0.5
+    fixed = segment_folder_cfg(segment_inputs, segment_inputs["good"], out, "segmentation.threshold=0.3")
+    assert resolve_threshold(fixed) == (0.3, {"source": "fixed"})
     code, err = fails(
-        "--report", str(report), "--report-key", "quantized.smoothed.best_j.thr", "segmentation.threshold=0.3"
+        "--report", str(report), "--report-key", "motion.smoothed.best_j.thr", "segmentation.threshold=0.3"
     )  # both: ambiguous
     assert code == 2 and "use one" in err
     code, err = fails("--report", str(report), "--report-key", "velocity.raw.best_f1.thr")
-    assert code == 2 and "energy.source" in err  # a velocity threshold for a quantized energy
+    assert code == 2 and "energy.source" in err  # a velocity threshold for a motion energy
     assert not out.exists()
 
 
 def test_report_threshold_and_sweep_best_yaml_are_accepted(segment_inputs, tmp_path):
     report = tmp_path / "calib.json"
-    report.write_text(json.dumps({"quantized": {"smoothed": {"best_f1": {"thr": 0.7}}}}))
+    report.write_text(json.dumps({"motion": {"smoothed": {"best_f1": {"thr": 0.7}}}}))
     from laps_ray.pipeline.resolve import resolve_checkpoint, resolve_threshold
 
-    key = "report_key=quantized.smoothed.best_f1.thr"
+    key = "report_key=motion.smoothed.best_f1.thr"
     cfg = segment_folder_cfg(
         segment_inputs,
         segment_inputs["good"],
@@ -69,7 +73,7 @@ def test_report_threshold_and_sweep_best_yaml_are_accepted(segment_inputs, tmp_p
     assert thr == 0.7 and source == {
         "source": "report",
         "report": str(report),
-        "key": "quantized.smoothed.best_f1.thr",
+        "key": "motion.smoothed.best_f1.thr",
     }
     # sweep_thresholds writes best.yaml with top-level energy: and segmentation: (their field names)
     best = tmp_path / "best.yaml"

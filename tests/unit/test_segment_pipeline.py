@@ -14,6 +14,7 @@ from helpers import SMALL_SCENE_GATES, tiny_checkpoint
 
 from laps_ray.core.changepoint import ChangePointConfig
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig, mean_speed
+from laps_ray.core.motion import MOTION_FEATURES
 from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.core.smoothing import SmoothingConfig
 from laps_ray.io.checkpoints import load_tokenizer
@@ -241,8 +242,8 @@ def test_planted_bursts_are_found_within_half_a_second(data, tmp_path):
     of its first low window, so ends land ~(1 - theta/plateau) windows after the motion stops; with
     T=16 (0.75 s) that alone is 0.3-0.75 s, which the tolerance could not absorb. The threshold is
     0.4 x the median energy of windows lying inside a burst (any factor in 0.2-0.6 passes here).
-    The back-to-back pair (circle then shake, no rest) is one energy segment: splitting it is the
-    change-point detector's job (measured in benchmarks/segment.py), so its outer bounds are checked.
+    The back-to-back pair (circle then shake, no rest) is one energy segment; the default change
+    points (``motion``: the kind of motion changes) split it, within the same 0.5 s.
     """
     bursts = [(1.5, 3.5, "circle"), (5.0, 6.5, "shake"), (8.0, 9.5, "circle"), (9.5, 11.0, "shake")]
     video = tmp_path / "bursts.mp4"
@@ -260,7 +261,7 @@ def test_planted_bursts_are_found_within_half_a_second(data, tmp_path):
         threshold=0.4 * float(np.median(e[inside])), up_count=1, down_count=1, cooldown_windows=0
     )
     found = segment_video(vw, energy, seg, 8, 4, 20.0).segments
-    truth = [(1.5, 3.5), (5.0, 6.5), (8.0, 11.0)]  # the pair 8-9.5-11 as one
+    truth = [(1.5, 3.5), (5.0, 6.5), (8.0, 9.5), (9.5, 11.0)]
     assert len(found) == len(truth), [(s.start_sec, s.end_sec) for s in found]
     for s, (a, b) in zip(found, truth):
         assert abs(s.start_sec - a) <= 0.5 and abs(s.end_sec - b) <= 0.5, (s.start_sec, s.end_sec, a, b)
@@ -288,9 +289,11 @@ def test_changepoint_scores_split_an_active_run(data):
         t_start=t[start], t_end=t[last], gate=gate, energies=energies, codes=codes,
         timeline_index=idx, timeline_t=t, last_source_frame=int(idx[-1]) + 1, source_fps=30.0,
     )  # fmt: skip
-    energy = EnergyConfig(smoothing=SmoothingConfig(method="none"))
-    off = SegmentationConfig(threshold=0.5)
-    on = dataclasses.replace(off, changepoint=ChangePointConfig(enable=True, k=4, threshold=0.5))
+    energy = EnergyConfig(source="quantized", smoothing=SmoothingConfig(method="none"))
+    off = SegmentationConfig(threshold=0.5, align="center")
+    on = dataclasses.replace(
+        off, changepoint=ChangePointConfig(enable=True, method="code_mmd", k=4, threshold=0.5)
+    )
     assert len(segment_video(vw, energy, off, T, stride, 20.0).segments) == 1
     res = segment_video(vw, energy, on, T, stride, 20.0)
     assert res.changes is not None and int(np.argmax(res.changes)) == 19  # boundary between windows 19/20
@@ -320,12 +323,16 @@ def test_exports_contract(data, tmp_path):
     assert [x["window"] for x in lines] == list(range(37))  # every window, in order
     for x in lines:
         assert set(x) == {"window", "start_frame", "end_frame", "t_start", "t_end", "energy", "energy_smooth",
-                          "gated", "gate", "codes", "energies"}  # fmt: skip
-        assert set(x["energies"]) == {"quantized", "prequant", "velocity"}
+                          "gated", "gate", "codes", "energies", "features"}  # fmt: skip
+        assert set(x["energies"]) == {"quantized", "prequant", "velocity", "motion"}
+        # motion features for every tracked window (the pre-gate drops untracked ones)
+        assert (x["features"] is None) == (x["gate"] == "pre")
+        assert x["features"] is None or len(x["features"]) == len(MOTION_FEATURES)
         assert x["gated"] == (x["gate"] is not None) and (x["codes"] is None) == x["gated"]
         assert x["energy"] == x["energies"]["quantized"]
     track = read_energy_jsonl(out / "energy.jsonl")  # the calibration engineer's reader accepts it
     assert track.num_windows == 37
+    assert track.features.shape == (37, len(MOTION_FEATURES))
 
     model, cfg = load_tokenizer(data["tok16"])
     for s in segs:

@@ -29,6 +29,11 @@ H, M, LO = 2.0, 0.97, 0.0  # high (>= on), middle (in [off, on)), low (< off) fo
 
 def cfg_(**kw) -> SegmentationConfig:
     kw.setdefault("threshold", 1.0)
+    # Frames below are worked out for ``center`` (the alignment of a window-mean energy); the
+    # default ``end`` is the motion energy's and is tested on its own below.
+    kw.setdefault("align", "center")
+    # The energy rules are tested without change points (on by default: they need change scores).
+    kw.setdefault("changepoint", ChangePointConfig(enable=False))
     return SegmentationConfig(**kw)
 
 
@@ -104,17 +109,18 @@ def test_cooldown_one_is_not_a_no_op():
 
 @pytest.mark.parametrize(
     "min_sec, kept",
-    [(0.0, True), (0.5, True), (0.6, True), (0.61, False), (0.8, False)],
+    [(0.0, True), (0.2, True), (0.21, False), (0.8, False)],
 )
 def test_min_duration_drops_never_raises(min_sec, kept):
-    # u = d = 1, one high window at 3: frames 3*4+8 .. 4*4+15 = 20..31 = 12 frames = 0.6 s
+    # u = d = 1, one high window at 3: starts at its centre 3*4+8 = 20; END on window 4, the segment
+    # ends at the last high window's centre + stride - 1 = 3*4+8+3 = 23: 4 frames = 0.2 s
     e = [LO, LO, LO, H, LO, LO, LO]
     cfg = cfg_(up_count=1, down_count=1, min_duration_sec=min_sec)
     events = segment_events(e, cfg, GEOM)
     assert isinstance(events[0], Start)
     closing = events[1]
     assert type(closing) is (End if kept else Drop)
-    assert (closing.start_frame, closing.end_frame, closing.window) == (20, 31, 4)
+    assert (closing.start_frame, closing.end_frame, closing.window) == (20, 23, 4)
     assert len(segment_offline(e, cfg, GEOM)) == int(kept)
 
 
@@ -141,7 +147,7 @@ def test_duration_config_validation():
         SegmentationConfig(up_count=0)
     with pytest.raises(ConfigError, match="hysteresis_ratio"):
         SegmentationConfig(hysteresis_ratio=1.5)
-    with pytest.raises(ValueError, match="not resolved"):
+    with pytest.raises(ValueError, match="is .auto.: the job resolves it"):
         step(SegState(), 1.0, SegmentationConfig(), GEOM)
     with pytest.raises(ValueError, match="not finite"):
         step(SegState(), float("nan"), cfg_(), GEOM)
@@ -152,12 +158,21 @@ def test_duration_config_validation():
 # ------------------------------------------------------------------------------------ alignment
 
 
-@pytest.mark.parametrize("align, start_frame", [("start", 12), ("center", 20), ("end", 24)])
-def test_alignment_start_frame(align, start_frame):
-    # onset window 3 covers frames 12..27; END on window 7 (lows 6, 7) -> end frame 7*4+15 = 43
+@pytest.mark.parametrize(
+    "align, start_frame, end_frame", [("start", 12, 35), ("center", 20, 31), ("end", 24, 24)]
+)
+def test_alignment_start_and_end_frame(align, start_frame, end_frame):
+    # onset window 3 (frames 12..27); last high window 5 (frames 20..35); END on window 7 (lows 6, 7).
+    # start: 12 / 35 (all motion); center: 3*4+8 = 20 / 5*4+8+3 = 31; end: 3*4+12 = 24 / 5*4+3 = 23,
+    # clamped to the start (the strictest alignment leaves one frame of three moving windows)
     e = [LO, LO, LO, H, H, H, LO, LO, LO]
-    (seg,) = segment_offline(e, cfg_(align=align), GEOM)
-    assert (seg.start_window, seg.start_frame, seg.end_window, seg.end_frame) == (3, start_frame, 7, 43)
+    (seg,) = segment_offline(e, cfg_(align=align, min_duration_sec=0), GEOM)
+    assert (seg.start_window, seg.start_frame, seg.end_window, seg.end_frame) == (
+        3,
+        start_frame,
+        7,
+        end_frame,
+    )
     assert seg.mean_energy == pytest.approx((3 * H + 2 * LO) / 5)
 
 
@@ -168,8 +183,26 @@ def test_onset_alignment_is_unbiased_on_a_planted_action():
     e = np.array([np.clip(min(s + 15, f1) - max(s, f0) + 1, 0, None) / 16 for s in starts])
     (seg,) = segment_offline(e, cfg_(threshold=0.5), GEOM, num_frames=F)
     assert abs(seg.start_frame - f0) <= 4  # within one stride; the deciding window would be later
-    # The END includes the down_count low windows (documented): end is late by about T/2 + stride.
-    assert 0 <= seg.end_frame - f1 <= 16 // 2 + 2 * 4
+    # The end is where motion stops: the last window with e >= off is the one starting at 292
+    # (fraction (300-292+1)/16 >= 0.475), its centre + stride - 1 = 303: within one stride of f1.
+    assert abs(seg.end_frame - f1) <= 4
+
+
+def test_end_alignment_is_unbiased_for_an_energy_that_fires_on_any_motion_in_the_window():
+    # The motion energy (core.motion) is high as soon as any frame of a window moves: model it as
+    # 1 when the window overlaps the action [f0, f1], else 0. The first high window is the one whose
+    # last frame reaches f0 and the last is the one whose first frame is f1, so ``end`` (the
+    # default) puts both boundaries within one stride; ``center`` would be ~T/2 early and late.
+    f0, f1, F = 101, 300, 420
+    starts = np.arange(0, F - 16 + 1, 4)
+    e = np.array([1.0 if (s + 15 >= f0 and s <= f1) else 0.0 for s in starts])
+    (seg,) = segment_offline(
+        e, SegmentationConfig(threshold=0.5, changepoint=ChangePointConfig(enable=False)), GEOM, num_frames=F
+    )
+    assert SegmentationConfig().align == "end"
+    assert abs(seg.start_frame - f0) <= 4 and abs(seg.end_frame - f1) <= 4
+    (centred,) = segment_offline(e, cfg_(threshold=0.5), GEOM, num_frames=F)
+    assert seg.start_frame - centred.start_frame >= 4 and centred.end_frame - seg.end_frame >= 4
 
 
 # ---------------------------------------------------------------------------------- end of stream
@@ -183,8 +216,8 @@ def test_end_of_stream_closes_and_clamps_to_last_frame():
 
 
 def test_end_of_stream_short_tail_is_dropped_not_lost_silently():
-    e = [LO] * 8 + [H, H]
-    events = segment_events(e, cfg_(), dataclasses.replace(GEOM, num_frames=50))
+    e = [LO] * 8 + [H, H]  # onset 8 (centre 40) to the last frame 49: 10 frames < 0.8 s
+    events = segment_events(e, cfg_(min_duration_sec=0.8), dataclasses.replace(GEOM, num_frames=50))
     assert [type(ev) for ev in events] == [Start, Drop]
     assert events[1].reason == "end_of_stream" and events[1].end_frame - events[1].start_frame + 1 == 10
     state = SegState()
@@ -287,7 +320,7 @@ def test_latent_r2_by_hand():
 
 def test_streaming_scores_lag_k_and_match_offline():
     rng = np.random.default_rng(3)
-    cfg = ChangePointConfig(k=3)
+    cfg = ChangePointConfig(method="code_mmd", k=3)
     codes = rng.integers(0, 5, size=(12, 15))
     valid = np.ones(12, bool)
     valid[4] = False
@@ -315,7 +348,7 @@ def _synthetic(method: str, seed: int, change: bool, W: int = 60, L: int = 15):
     if method == "code_mmd":
         # A uses codes 0..11, B codes 8..19: overlapping supports (population score 2/3)
         codes = rng.integers(0, 12, size=(W, L)) + 8 * is_b[:, None]
-        return changepoint_scores(codes, None, ChangePointConfig(enable=True))
+        return changepoint_scores(codes, None, ChangePointConfig(enable=True, method="code_mmd"))
     # A ~ N(mu_a, I), B ~ N(mu_b, I) in D = 8, ||mu_a - mu_b|| = 6 (population R^2 = 36 / 68)
     D = 8
     mu = np.zeros((W, 1, D))
@@ -361,10 +394,10 @@ def test_change_point_does_not_split_off_the_fading_tail():
     codes = rng.integers(0, 12, size=(W, L))
     codes[30:] = 12
     e = np.where(np.arange(W) < 30, H, LO)
-    scores = changepoint_scores(codes, None, ChangePointConfig(enable=True))
+    scores = changepoint_scores(codes, None, ChangePointConfig(enable=True, method="code_mmd"))
     assert scores[29] > 0.9  # the rest looks like a "change"
     for align in ("start", "center", "end"):
-        cp = ChangePointConfig(enable=True)
+        cp = ChangePointConfig(enable=True, method="code_mmd")
         assert spans(e, changes=scores, changepoint=cp, align=align) == [(0, 31, "low_energy")]
 
 
@@ -408,13 +441,16 @@ def _peak(W: int, *peaks: tuple[int, float]) -> np.ndarray:
     ],
 )
 def test_change_point_rules(scores, kw, expected):
-    cp = ChangePointConfig(**{"enable": True, "threshold": 0.5, "min_gap_windows": 4, **kw})
-    assert spans(np.full(40, H), changes=scores, changepoint=cp) == expected
+    cp = ChangePointConfig(
+        **{"enable": True, "method": "code_mmd", "threshold": 0.5, "min_gap_windows": 4, **kw}
+    )
+    # the cases are worked out with a 0.8 s (16 frames) minimum on both sides of a split
+    assert spans(np.full(40, H), changes=scores, changepoint=cp, min_duration_sec=0.8) == expected
 
 
 def test_change_split_is_contiguous_and_emitted_once_new_side_is_long_enough():
-    cp = ChangePointConfig(enable=True, threshold=0.5)
-    cfg = cfg_(changepoint=cp)
+    cp = ChangePointConfig(enable=True, method="code_mmd", threshold=0.5)
+    cfg = cfg_(changepoint=cp, min_duration_sec=0.8)
     scores = _peak(40, (15, 0.9))
     state, log = SegState(), []
     for w in range(40):
@@ -430,7 +466,8 @@ def test_change_split_is_contiguous_and_emitted_once_new_side_is_long_enough():
 
 
 def test_segments_never_overlap_with_short_cooldown():
-    # END on window 3 includes frames up to 3*4+15 = 27; the next onset (window 4, center 24) is moved to 28
+    # align start: the first segment ends at its last high window's last frame 1*4+15 = 19; the next
+    # onset (window 4, first frame 16) would overlap it and is moved to 20
     e = [H, H, LO, LO, H, H, LO, LO]
-    segs = segment_offline(e, cfg_(cooldown_windows=0, min_duration_sec=0), GEOM)
-    assert [(s.start_frame, s.end_frame) for s in segs] == [(8, 27), (28, 43)]
+    segs = segment_offline(e, cfg_(cooldown_windows=0, min_duration_sec=0, align="start"), GEOM)
+    assert [(s.start_frame, s.end_frame) for s in segs] == [(0, 19), (20, 35)]

@@ -58,9 +58,19 @@ def _segment_folder_local(stream_assets, out: Path, *extra) -> Path:
 # ------------------------------------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize("variant", ["hysteresis", "changepoints"])
+# threshold auto with a warm-up longer than the file: calibrated on all its windows, as segment_folder's
+# per-video scope (process_video_local) is. The proxy is the signal these assets segment (velocity), so
+# the clip is reliable and the "done" path is compared.
+STREAM_AUTO = [
+    "segmentation.threshold=auto",
+    "segmentation.auto.warmup_seconds=1000",
+    "segmentation.auto.proxy=velocity",
+]
+
+
+@pytest.mark.parametrize("variant", ["hysteresis", "changepoints", "auto"])
 def test_stream_on_a_file_equals_segment_folder(stream_assets, tmp_path, variant):
-    extra = STREAM_CHANGEPOINTS if variant == "changepoints" else []
+    extra = {"changepoints": STREAM_CHANGEPOINTS, "auto": STREAM_AUTO}.get(variant, [])
     res = stream.run(stream_cfg(stream_assets, stream_assets["video"], tmp_path / "stream", *extra))
     assert res.exit_code == 0 and res.summary.dropped == 0 and res.summary.gap_windows == 0
     ours = tmp_path / "stream" / stream_assets["video"].stem
@@ -75,6 +85,11 @@ def test_stream_on_a_file_equals_segment_folder(stream_assets, tmp_path, variant
     assert reasons  # a real comparison: something was segmented
     if variant == "changepoints":
         assert "change" in reasons  # the lagged state machine split a segment, as the offline one
+    if variant == "auto":  # the same threshold, calibrated and recorded the same way
+        source = a["params"]["segmentation"]["threshold_source"]
+        assert source["source"] == "auto" and source["scope"] == "video"
+        run_json = json.loads((tmp_path / "stream" / "run.json").read_text())
+        assert run_json["threshold"]["value"] == a["params"]["segmentation"]["threshold"]
     for s in a["segments"]:
         assert (ours / s["codes"]).read_text() == (ref / s["codes"]).read_text()
         assert np.array_equal(np.load(ours / s["vectors"]), np.load(ref / s["vectors"]))

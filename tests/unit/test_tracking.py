@@ -111,6 +111,35 @@ def test_lk_tracks_translating_rotating_texture_subpixel():
     assert np.percentile(err, 95) < 1.5, f"95th percentile error {np.percentile(err, 95):.3f} px"
 
 
+def test_lk_gain_compensation_keeps_tracks_through_flicker():
+    # The clip of the first test with a global brightness gain that jumps between frames (mains
+    # flicker, auto exposure). Without matching each next frame's mean to the previous one, LK's
+    # brightness-constancy error shifts matches and the forward-backward check drops points.
+    frames, affines = warped_clip(240, 320, 16, shift=(1.7, -0.9), deg_per_frame=0.3)
+    gains = np.array([1.0, 1.15, 0.88, 1.1, 0.9, 1.12, 0.86, 1.0, 1.14, 0.9, 1.1, 0.87, 1.13, 0.9, 1.1, 1.0])
+    flicker = np.clip(frames.astype(np.float64) * gains[:, None, None, None], 0, 255).astype(np.uint8)
+    tracker = make_tracker(TrackerConfig(name="lk"))
+    tracks, vis = tracker.track(flicker)
+    truth = true_tracks(affines, 0, grid_points(240, 320, 20))
+    assert vis.mean() > 0.9, f"only {vis.mean():.2%} of point-frames visible under flicker"
+    err = np.linalg.norm(tracks - truth, axis=-1)[vis]
+    assert np.median(err) < 0.5, f"median error {np.median(err):.3f} px under flicker"
+
+
+def test_lk_gain_match_is_exact_and_leaves_equal_frames_alone():
+    from laps_ray.tracking.lk import LKFrame, match_gain
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(20, 200, (60, 80)).astype(np.uint8)
+    ref = LKFrame(gray)
+    assert ref.total == int(gray.astype(np.int64).sum())
+    np.testing.assert_array_equal(match_gain(ref.total, LKFrame(gray.copy())), gray)
+    darker = LKFrame((gray * 0.8).round().astype(np.uint8))
+    matched = match_gain(ref.total, darker)
+    assert abs(float(matched.mean()) - float(gray.mean())) < 0.6
+    assert matched.dtype == np.uint8 and matched.shape == gray.shape
+
+
 def test_lk_points_leaving_the_frame_become_invisible_and_hold_position():
     # 7 px/frame to the left on a 160-px-wide frame: the left ~60% of the grid exits within the window.
     frames, affines = warped_clip(120, 160, 16, shift=(-7.0, 0.0), deg_per_frame=0.0, seed=1)

@@ -11,8 +11,9 @@ rewritten.
 
 **Live clips** (:mod:`.clips`). The ring keeps exactly what a future segment start can still need (the
 look-back of ``up_count`` windows plus the queue and the change-point lag) and the frames of the open
-segment not yet committed to its encoder; with change points on, frames after a possible split boundary
-are held back until the split is decided (:meth:`ClipBook._safe_src`).
+segment not yet committed to its encoder; frames after the earliest end an END could still give (the
+aligned end of the last window before the current low run) and, with change points on, after a
+possible split boundary are held back until decided (:meth:`ClipBook._safe_src`).
 
 A mixin of :class:`~.segmenter.LiveSegmenter` (it reads and updates the segmenter's state, declared
 below), kept apart so that the segmenter file holds the streaming steps and this one what follows a
@@ -184,9 +185,13 @@ class ClipBook:
         if nw == 0:
             return -math.inf
         h = self.geom.last_frame(nw - 1) + 1
+        align = self.ctx.segmentation.align
+        if self.seg_state.active:
+            # An END puts the end where motion stopped: at the earliest, the aligned end of the last
+            # window before the current low run (with align=end, before frames already read).
+            h = min(h, self.geom.end_frame(nw - 1 - self.seg_state.neg_run, align) + 1)
         if self.cp.enable:
             p = self.seg_state.pending
-            align = self.ctx.segmentation.align
             h = min(h, p.boundary_frame if p is not None else self.geom.start_frame(nw, align))
         return self.timeline.get(h)[0] if h < self.timeline.count else math.inf
 

@@ -32,14 +32,22 @@ import numpy as np
 from laps_ray.core import changepoint as cpm
 from laps_ray.core import segmentation as segm
 from laps_ray.core import smoothing as sm
+from laps_ray.core.auto_threshold import is_auto
 from laps_ray.core.energy import ENERGY_SOURCES
 from laps_ray.io import exports as ex
+from laps_ray.pipeline.auto_calibration import AutoSeries, calibrate, threshold_record
 from laps_ray.pipeline.live.clips import ClipJob, FrameRing
 from laps_ray.pipeline.live.closing import ClipBook, FinishingSegment, PendingClose
 from laps_ray.pipeline.live.queue import GATE_DROPPED, FramesDone, SkippedWindow
 from laps_ray.pipeline.live.source import LiveTimeline
 from laps_ray.pipeline.live.source_view import HeldWindow, SourceView
-from laps_ray.pipeline.outputs import VideoContext, plot_video_energy, segments_doc, write_file_clips
+from laps_ray.pipeline.outputs import (
+    VideoContext,
+    plot_video_energy,
+    segments_doc,
+    with_threshold,
+    write_file_clips,
+)
 from laps_ray.pipeline.shards import TimelinePlan
 from laps_ray.pipeline.window_processor import GATE_MOTION, GATE_PRE, WindowResult
 
@@ -99,6 +107,9 @@ class LiveSegmenter(SourceView, ClipBook):
         self.smoother = sm.init_smoother(ctx.energy.smoothing)
         self.cp_state = cpm.init_changepoint()
         self.seg_state = segm.SegState()
+        # threshold `auto`: windows wait for it until the warm-up's windows calibrate it (core.auto_threshold)
+        self.auto = seg.auto if is_auto(seg.threshold) else None
+        self._warmup: list[tuple[float, float, bool]] = []  # (signal, proxy, gated) of the warm-up windows
         self._awaiting: deque[tuple[int, float]] = deque()  # (window, signal) waiting for a change score
         self._scores: dict[int, float] = {}
         self.hist: deque[HeldWindow] = deque()
@@ -130,6 +141,7 @@ class LiveSegmenter(SourceView, ClipBook):
                 energies=tuple(float(r.energies[s]) for s in ENERGY_SOURCES),
                 codes=r.codes,
                 zq=r.zq,
+                features=r.features,
             ),
             r.gated,
             None,
@@ -158,6 +170,7 @@ class LiveSegmenter(SourceView, ClipBook):
             gate=gate,
             codes=w.codes,
             energies=dict(zip(ENERGY_SOURCES, w.energies)),
+            features=w.features,
         )
         if drop_reason is not None:
             rec["dropped"] = True
@@ -170,11 +183,31 @@ class LiveSegmenter(SourceView, ClipBook):
         self.hist.append(w)
         signal = float(sm.for_segmentation(e_raw, e_smooth, self.ctx.energy.smoothing))
         if self.cp.enable:
-            self.cp_state, res = cpm.step(self.cp_state, self.cp, codes=w.codes, zq=w.zq)
+            self.cp_state, res = cpm.step(self.cp_state, self.cp, codes=w.codes, zq=w.zq, features=w.features)
             if res is not None:
                 self._scores[res[0]] = res[1]
         self._awaiting.append((w.window, signal))
+        if self.auto is not None:
+            proxy = w.energies[ENERGY_SOURCES.index(self.auto.proxy)]
+            self._warmup.append((signal, proxy, w.gate != 0))
+            if w.t_end >= self.auto.warmup_seconds:
+                self._calibrate()
         self._release(final=False)
+
+    def _calibrate(self) -> None:
+        """Threshold ``auto``: calibrate on the warm-up windows (scope: this stream), then let the state
+        machine run over them and everything after."""
+        signal, proxy, gated = (np.array(col) for col in zip(*self._warmup))
+        cfg = dataclasses.replace(self.auto, scope="video")  # one stream: calibrated on its own windows
+        result, keys = calibrate([AutoSeries(self.ctx.key, signal, proxy, gated.astype(bool))], cfg)
+        self.ctx = with_threshold(self.ctx, result.value, threshold_record(result, keys, self.ctx.key))
+        n, self.auto, self._warmup = len(self._warmup), None, []
+        log.info(
+            "threshold auto (stream warm-up, %d windows): %.6g%s",
+            n,
+            result.value,
+            f"; unreliable: {self.ctx.unreliable}" if self.ctx.unreliable else "",
+        )
 
     def frames_done(self, info: FramesDone) -> None:
         """The reader has read every frame: frames clamp at ``num_frames - 1`` from now on."""
@@ -186,6 +219,10 @@ class LiveSegmenter(SourceView, ClipBook):
 
     def _release(self, final: bool) -> None:
         """Step the state machine on every window whose change score is known (``k`` windows late)."""
+        if self.auto is not None:  # still warming up: the threshold is not known yet
+            if not final or not self._warmup:
+                return
+            self._calibrate()  # a stream shorter than the warm-up: calibrated on all of it
         while self._awaiting:
             w, signal = self._awaiting[0]
             change = None

@@ -38,12 +38,14 @@ class HeldWindow(WindowId):
         energies: energy of every source, in ``ENERGY_SOURCES`` order.
         codes: (L,) int64 code ids, None for gated and dropped windows.
         zq: (L, D) float32 quantized vectors, None for gated and dropped windows.
+        features: (F,) motion features, None for windows that were not tracked.
     """
 
     gate: int
     energies: tuple[float, ...]
     codes: np.ndarray | None
     zq: np.ndarray | None
+    features: np.ndarray | None = None
 
 
 class SourceView:

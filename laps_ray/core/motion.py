@@ -1,0 +1,238 @@
+"""Motion evidence that real scenes do not drown: the ``motion`` energy of a window.
+
+The mean speed of all 400 tracked points (the ``velocity`` energy) is what a conveyor that never
+stops, a shaking camera or a person crossing the background keep high, while a small object doing
+the action barely moves it. This energy is built so that each of those is removed by a rule, per
+window (no state across windows: time shards stay independent):
+
+1. **Camera motion is removed** (:func:`residual_velocities`): per frame step, a 2-D affine motion
+   field is fitted to all visible points by iteratively reweighted least squares (Tukey weights, so
+   a moving object or belt does not pull the fit) and subtracted. Shake, pan and zoom leave
+   (nearly) no residual; points that are lost (tracker visibility) do not count.
+2. **Steady motion is removed** (:func:`path_deviations`): the camera-compensated path of each point
+   over the window is compared with the best straight, constant-velocity path through it (least
+   squares on the visible frames); the score is the RMS distance between the two. A belt, a fan or a
+   person walking through at constant speed follows that line and scores (nearly) zero; an action
+   starts, stops, turns and shakes, and leaves it. Measured in positions, not per-step velocities,
+   the tracker's frame-to-frame jitter does not add up (with per-step velocity changes, flicker and
+   compression noise scored like slow actions: ROC AUC 0.67 vs 0.98 on the flicker benchmark).
+3. **Isolated points do not count** (:func:`grid_median`): each point's score is replaced by the
+   median of its 3x3 neighbourhood on the tracking grid. An acting object moves a patch of
+   neighbouring points together; a point that loses its track (a flicker frame, a compression
+   block) is alone among still neighbours.
+4. **The points that move carry it** (:func:`top_mean`): the window's energy is the mean over its top
+   ``top_fraction`` of points (5 %: 20 of 400), not over all of them, so a small object is not
+   averaged away by the static or steadily moving rest of the frame.
+
+Measured on ``benchmarks/segment_quality.py`` scenes (3 videos x 20 s per setting, windows labelled
+by the ground truth, ROC AUC of this energy; before -> after steps 2-3 replaced a per-step velocity
+change): all distractors 0.80 -> 0.96, flicker 0.67 -> 0.98 (with the tracker's gain compensation),
+shake 0.76 -> 0.96, crossing 0.90 -> 0.98, none 0.99 -> 0.98. Mean point speed: 0.79 with all on.
+
+Positions are in the normalised units of :func:`laps_ray.core.windows.normalized_velocities`
+(``x / (width / 2)``, ``y / (height / 2)``). Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DEFAULT_TOP_FRACTION = 0.05
+_TUKEY_C = 4.685  # Tukey biweight constant (95 % efficiency for Gaussian residuals), in robust sigmas
+_IRLS_ITERS = 4
+_TINY = 1e-12
+_LOG_FLOOR = 1e-6  # keeps the logs of a still window finite
+
+
+def residual_velocities(
+    positions: np.ndarray, visible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step point velocities with the camera's motion (a robust affine field) subtracted.
+
+    Args:
+        positions: (..., T, N, 2) normalised positions (pixels scaled like the velocities:
+            ``x / (width / 2)``, ``y / (height / 2)``).
+        visible: (..., T, N) bool tracker visibility (None = all visible). A step counts for a point
+            when it is visible at both ends.
+
+    Returns:
+        ``(residual, valid)``: float64 (..., T-1, N, 2) velocity minus the fitted field, and bool
+        (..., T-1, N) the steps that count (residuals of the others are 0).
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    lead, (T, N) = pos.shape[:-3], pos.shape[-3:-1]
+    p0 = pos[..., :-1, :, :].reshape(-1, N, 2)
+    d = np.diff(pos, axis=-3).reshape(-1, N, 2)
+    if visible is None:
+        valid = np.ones(d.shape[:2], dtype=bool)
+    else:
+        vis = np.asarray(visible, dtype=bool)
+        valid = (vis[..., :-1, :] & vis[..., 1:, :]).reshape(-1, N)
+    X = np.concatenate([p0, np.ones((*p0.shape[:2], 1))], axis=-1)  # (S, N, 3): affine design
+    w = valid.astype(np.float64)
+    fit = np.zeros_like(d)
+    for _ in range(_IRLS_ITERS):
+        coef = _weighted_lstsq(X, d, w)  # (S, 3, 2)
+        fit = np.einsum("snk,skj->snj", X, coef)
+        r = np.linalg.norm(d - fit, axis=-1)
+        scale = 1.4826 * _masked_median(r, valid) + 1e-9  # robust sigma of the residuals
+        u = r / (_TUKEY_C * scale[:, None])
+        w = np.where(valid & (u < 1.0), (1.0 - u**2) ** 2, 0.0)
+    residual = np.where(valid[..., None], d - fit, 0.0)
+    return residual.reshape(*lead, T - 1, N, 2), valid.reshape(*lead, T - 1, N)
+
+
+def _weighted_lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per batch row: argmin_c sum_n w_n |X_n c - y_n|^2, ridge-stabilised (degenerate point sets)."""
+    Xw = X * w[..., None]
+    A = np.einsum("snk,snl->skl", Xw, X) + 1e-9 * np.eye(X.shape[-1])
+    b = np.einsum("snk,snj->skj", Xw, y)
+    return np.linalg.solve(A, b)
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row-wise median over the masked entries (0 for a row with none)."""
+    v = np.where(mask, values, np.nan)
+    out = np.nanmedian(np.where(mask.any(axis=1, keepdims=True), v, 0.0), axis=1)
+    return np.nan_to_num(out)
+
+
+def path_deviations(residual: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """RMS distance of each point's camera-compensated path from its best constant-velocity line.
+
+    The path is the running sum of the residual velocities (0 at the window's first frame); the line
+    is the least-squares fit ``a + b t`` over all T frames. A point the tracker loses is held where it
+    was last seen: tracks are lost mostly where things move fast or deform, so the kink this leaves
+    counts as evidence of motion (measured: fitting only the visible frames lowered the ROC AUC with
+    all distractors from 0.96 to 0.91).
+
+    Args:
+        residual: (..., L, N, 2) camera-compensated velocities (:func:`residual_velocities`).
+        valid: (..., L, N) the steps that count (the others move the point by 0).
+
+    Returns:
+        float64 (..., N).
+    """
+    r = np.where(valid[..., None], residual, 0.0)
+    zero = np.zeros_like(r[..., :1, :, :])
+    path = np.concatenate([zero, np.cumsum(r, axis=-3)], axis=-3)  # (..., T, N, 2)
+    T = path.shape[-3]
+    t = np.arange(T, dtype=np.float64) - (T - 1) / 2.0  # centred: intercept and slope decouple
+    t = t[:, None, None]
+    icpt = path.mean(axis=-3, keepdims=True)
+    slope = (t * path).sum(axis=-3, keepdims=True) / max(float((t * t).sum()), 1e-12)
+    dev = ((path - icpt - slope * t) ** 2).sum(axis=-1)  # (..., T, N)
+    return np.sqrt(dev.mean(axis=-2))
+
+
+def grid_median(values: np.ndarray) -> np.ndarray:
+    """Median over each point's 3x3 neighbourhood on the square tracking grid (edges replicated).
+
+    Args:
+        values: (..., N) per-point values in the grid's row-major order
+            (:func:`laps_ray.core.windows.grid_points`).
+
+    Returns:
+        float64 (..., N); ``values`` unchanged when N is not a square (not a grid).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = v.shape[-1]
+    g = math.isqrt(n)
+    if g * g != n or g < 3:
+        return v
+    grid = np.pad(v.reshape(*v.shape[:-1], g, g), [(0, 0)] * (v.ndim - 1) + [(1, 1), (1, 1)], mode="edge")
+    shifts = [grid[..., i : i + g, j : j + g] for i in range(3) for j in range(3)]
+    return np.median(np.stack(shifts, axis=-1), axis=-1).reshape(v.shape)
+
+
+def top_mean(values: np.ndarray, top_fraction: float = DEFAULT_TOP_FRACTION) -> np.ndarray:
+    """Mean of the largest ``top_fraction`` of the last axis (at least one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    k = max(1, int(round(top_fraction * v.shape[-1])))
+    return np.sort(v, axis=-1)[..., -k:].mean(axis=-1)
+
+
+def motion_energy(
+    positions: np.ndarray, visible: np.ndarray | None = None, top_fraction: float = DEFAULT_TOP_FRACTION
+) -> np.ndarray:
+    """The ``motion`` energy of windows (module docstring): (W,) float64, see :func:`window_motion`."""
+    return window_motion(positions, visible, top_fraction)[0]
+
+
+def window_motion(
+    positions: np.ndarray, visible: np.ndarray | None = None, top_fraction: float = DEFAULT_TOP_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``motion`` energy and the motion features of windows, from one pass over their tracks.
+
+    Args:
+        positions: (W, T, N, 2) normalised positions of each window's tracks.
+        visible: (W, T, N) bool visibility, or None.
+        top_fraction: share of points (highest scores) whose path deviations are averaged, and
+            that the features describe.
+
+    Returns:
+        ``(energy, features)``: float64 (W,) and (W, len(MOTION_FEATURES)) (:func:`motion_features`).
+    """
+    residual, valid = residual_velocities(positions, visible)
+    score = grid_median(path_deviations(residual, valid))  # (W, N)
+    return top_mean(score, top_fraction), _features(residual, score, top_fraction)
+
+
+# Descriptor of how the acting points move, for change points between back-to-back actions.
+MOTION_FEATURES = ("horizontal_share", "diagonal_share", "log_frequency", "turning", "log_speed")
+
+
+def motion_features(
+    positions: np.ndarray, visible: np.ndarray | None = None, top_fraction: float = DEFAULT_TOP_FRACTION
+) -> np.ndarray:
+    """What kind of motion the acting points of each window make (:data:`MOTION_FEATURES`).
+
+    The acting points are the ``top_fraction`` with the highest (grid-median) path deviation, the
+    points that carry the ``motion`` energy. From their camera-compensated velocities ``r`` (L steps):
+
+    * ``horizontal_share`` ``C_xx / tr C`` and ``diagonal_share`` ``C_xy / tr C`` of the velocity
+      second moment ``C = mean r r^T``: the direction of motion (a push sideways vs a lift);
+    * ``log_frequency``: ``log(mean |r_t+1 - r_t| / mean |r|)``, how fast the velocity changes
+      relative to its size (a shake vs a slow push);
+    * ``turning``: ``|sum r_t x r_t+1| / sum |r_t| |r_t+1|``, the sine of the turn per step when
+      the path keeps turning one way (a circle), 0 for motion back and forth along a line;
+    * ``log_speed``: ``log mean |r|``.
+
+    Scale-free except ``log_speed``, so one change-point threshold holds for any object size.
+
+    Args:
+        positions: (W, T, N, 2) normalised positions; visible: (W, T, N) bool or None.
+        top_fraction: share of points described.
+
+    Returns:
+        float64 (W, len(MOTION_FEATURES)).
+    """
+    return window_motion(positions, visible, top_fraction)[1]
+
+
+def _features(residual: np.ndarray, score: np.ndarray, top_fraction: float) -> np.ndarray:
+    """:func:`motion_features` from residual velocities (W, L, N, 2) and point scores (W, N)."""
+    W, L, N, _ = residual.shape
+    k = max(1, int(round(top_fraction * N)))
+    # Stable sort: ties (e.g. a still scene, all 0) pick the same points on every CPU.
+    idx = np.argsort(score, axis=1, kind="stable")[:, -k:]
+    r = np.take_along_axis(residual, idx[:, None, :, None], axis=2)  # (W, L, k, 2)
+    speed = np.linalg.norm(r, axis=-1)  # (W, L, k)
+    mean_speed = speed.mean(axis=(1, 2))
+    C = np.einsum("wlki,wlkj->wij", r, r) / (L * k)
+    trace = C[:, 0, 0] + C[:, 1, 1] + _TINY
+    accel = np.linalg.norm(np.diff(r, axis=1), axis=-1).mean(axis=(1, 2))
+    cross = r[:, :-1, :, 0] * r[:, 1:, :, 1] - r[:, :-1, :, 1] * r[:, 1:, :, 0]
+    turning = np.abs(cross.sum(axis=(1, 2))) / ((speed[:, :-1] * speed[:, 1:]).sum(axis=(1, 2)) + _TINY)
+    return np.stack(
+        [
+            C[:, 0, 0] / trace,
+            C[:, 0, 1] / trace,
+            np.log(accel / (mean_speed + _TINY) + _LOG_FLOOR),
+            turning,
+            np.log(mean_speed + _LOG_FLOOR),
+        ],
+        axis=1,
+    )
