@@ -17,7 +17,7 @@ when present with the same spec). Then, on the same videos:
 * ``framediff`` / ``flow``: per-frame mean absolute frame difference / DIS optical-flow magnitude at
   the project's frame rate and size, averaged into the project's windows, smoothed like the project's
   energy and cut by the project's state machine at an unsupervised threshold (``--peer-rule``: by
-  default the project's own label rule, otsu_log, on the pooled signal);
+  default the project's own label rule, ki_log, on the pooled signal);
 * ``pelt``: ruptures PELT change points on the flow energy, pieces kept where their mean flow energy
   is above the same kind of threshold (``quality/peers.py``).
 
@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--peer-rule",
-        default="otsu_log",
-        help="the peers' unsupervised label rule (default the project's own: otsu_log; or gmm_log, otsu)",
+        default="ki_log",
+        help="the peers' label rule (default the project's own: ki_log; or otsu_log, gmm_log, otsu)",
     )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)

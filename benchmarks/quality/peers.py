@@ -207,13 +207,13 @@ class PeerRun:
     segment: Callable[[int, float], list[tuple[float, float]]]
 
 
-PEER_RULE = "otsu_log"  # the project's automatic label rule (core.auto_threshold), given to the peers too
+PEER_RULE = "ki_log"  # the project's automatic label rule (core.auto_threshold), given to the peers too
 
 
 def label_rule(values: np.ndarray, rule: str = PEER_RULE) -> tuple[float, str]:
-    """An unsupervised label rule (``core.calibration.label_threshold``; by default the project's own)
+    """An unsupervised label rule (``core.label_rules.label_threshold``; by default the project's own)
     on pooled values; Otsu when it cannot be fitted (said in the returned rule name)."""
-    from laps_ray.core.calibration import CalibrationError, label_threshold
+    from laps_ray.core.label_rules import CalibrationError, label_threshold
 
     try:
         return label_threshold(values, rule), rule

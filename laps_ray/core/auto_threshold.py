@@ -5,7 +5,7 @@ call :func:`auto_threshold`, and ``calibrate`` reports the same numbers, so "aut
 
 1. **Pseudo-labels** on a proxy signal (``proxy``, the ``motion`` energy by default: mean point
    speed, the old proxy, is what a conveyor or a shaking camera keeps high in every window): one
-   threshold of the label rule (``core.calibration.LABEL_METHODS``, ``otsu_log`` by default, why
+   threshold of the label rule (``core.label_rules.LABEL_METHODS``, ``ki_log`` by default, why
    there) fitted on the pooled windows of every
    video in scope (:func:`~laps_ray.core.calibration.pooled_pseudo_labels`), so a video that is mostly
    rest (or mostly action) does not get a cut inside its majority class.
@@ -34,14 +34,9 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import check, check_choice
-from laps_ray.core.calibration import (
-    LABEL_METHODS,
-    CalibrationError,
-    pooled_pseudo_labels,
-    roc_auc,
-    threshold_search,
-)
+from laps_ray.core.calibration import CalibrationError, pooled_pseudo_labels, roc_auc, threshold_search
 from laps_ray.core.energy import ENERGY_SOURCES
+from laps_ray.core.label_rules import LABEL_METHODS
 
 SCOPES = ("folder", "video")
 CRITERIA = ("best_f1", "best_j")
@@ -60,7 +55,9 @@ class AutoThresholdConfig:
         include_gated: gated windows (energy 0) take part: without them only moving windows are left
             and the labels would split motion against motion.
         min_auc: a video whose segmentation signal separates the labels with a lower AUC is unreliable.
-        max_active_fraction: a video with more active windows than this is unreliable.
+        max_active_fraction: a video with more active windows than this is unreliable. (``ki_log``
+            keeps both classes at least 10 % of the pooled windows, so with one video in scope this
+            cannot fire; the AUC and contrast tests catch such a video.)
         min_contrast: a video whose active windows' median signal is less than this many times its
             rest windows' is unreliable. With the default proxy (the motion energy, the signal
             itself) the AUC is circular (1 by construction without smoothing), so this is the test
@@ -74,7 +71,7 @@ class AutoThresholdConfig:
 
     scope: str = "folder"
     proxy: str = "motion"
-    label_method: str = "otsu_log"
+    label_method: str = "ki_log"
     criterion: str = "best_f1"
     include_gated: bool = True
     min_auc: float = 0.7

@@ -29,7 +29,8 @@ threshold means the same thing for any codebook size, latent width or object siz
   scale. It sees what changes when one action turns into another (a push sideways becoming a lift,
   a circle becoming a shake) and, like the ``motion`` energy, not the conveyor, the shaking camera or
   the flicker. The defaults ``k=5``, ``threshold=0.45`` were chosen on ``benchmarks/segment_quality.py``
-  (8 x 45 s per setting, re-segmenting the cached runs): boundary F1@1s / back-to-back recall
+  (8 x 45 s per setting, re-segmenting the cached runs at their thresholds, then from the
+  ``otsu_log`` label rule): boundary F1@1s / back-to-back recall
   0.91-0.97 / 0.93-1.00 with each distractor alone and 0.79 / 0.76 with all of them, against
   0.88-0.95 / 0.93-1.00 and 0.78 / 0.72 at k=4, 0.5 (more false splits: precision 0.82 on clean
   scenes) and 0.78-0.89 / 0.00-0.34 without change points. The latent actions of the shipped

@@ -59,8 +59,9 @@ import numpy as np
 
 from laps_ray.config import check, check_choice, to_dict
 from laps_ray.core.auto_threshold import AutoThresholdConfig
-from laps_ray.core.calibration import LABEL_METHODS, CalibrationError, roc_auc, threshold_search
+from laps_ray.core.calibration import CalibrationError, roc_auc, threshold_search
 from laps_ray.core.energy import EnergyConfig
+from laps_ray.core.label_rules import LABEL_METHODS
 from laps_ray.core.smoothing import SmoothingConfig, smooth
 from laps_ray.io.energy_store import EnergyTrack
 from laps_ray.io.reports import CRITERIA, REPORT_FORMAT, report_key, threshold_keys, write_report
@@ -84,7 +85,7 @@ class LabelRuleConfig:
     """How windows get their active/rest label.
 
     Attributes:
-        method: pseudo-label rule on the proxy (``otsu_log`` | ``gmm_log`` | ``otsu``; default the
+        method: pseudo-label rule on the proxy (``core.label_rules.LABEL_METHODS``; default the
             automatic threshold's); unused with ground truth.
         proxy: series the pseudo-labels come from (an ``energies`` key; default the automatic
             threshold's, ``motion``).

@@ -24,8 +24,8 @@ config's ``smoothing``/``segmentation`` fill the rest (``base: config``: use the
 is exactly the base, scored like every other trial.
 
 **Space** (``pipeline.sweep_space``): thresholds around the base's (``threshold_factors``: a geometric
-grid x0.25 ... x4), the ``threshold_rules`` (label rules ``otsu_log``/``gmm_log``/``otsu`` of the
-pooled signal,
+grid x0.25 ... x4), the ``threshold_rules`` (the label rules of ``core.label_rules`` on the pooled
+signal,
 ``best_f1``/``best_j`` against the reference window labels), ``space.threshold`` and
 ``threshold_quantiles``; one list per other swept name (``threshold_sweep.SWEPT``; the base value is
 always in, ``[]`` keeps it). Every combination is resolved, canonicalised and run once: no two trials
@@ -59,8 +59,8 @@ import yaml
 
 from laps_ray.config import ConfigError, check, check_choice, to_dict
 from laps_ray.core.auto_threshold import AutoThresholdConfig
-from laps_ray.core.calibration import LABEL_METHODS
 from laps_ray.core.energy import EnergyConfig
+from laps_ray.core.label_rules import LABEL_METHODS
 from laps_ray.core.metrics import fmt_num
 from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.core.smoothing import SmoothingConfig
@@ -104,7 +104,7 @@ class PseudoLabelConfig:
 
     Attributes:
         proxy: series the labels come from (an ``energies`` key).
-        method: label rule (``otsu_log`` | ``gmm_log`` | ``otsu``).
+        method: label rule (``core.label_rules.LABEL_METHODS``).
         min_windows: shortest run of active windows that makes a segment.
         include_gated: gated windows take part in the label threshold (as in ``calibrate``).
     """

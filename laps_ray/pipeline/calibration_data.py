@@ -258,7 +258,7 @@ def with_pseudo_labels(
     Args:
         cached: :func:`read_cached_videos` (with timelines when ``seconds``).
         proxy: series the labels come from (an ``energies`` key, e.g. ``velocity``).
-        method: label rule (``core.calibration.LABEL_METHODS``).
+        method: label rule (``core.label_rules.LABEL_METHODS``).
         include_gated: gated windows take part.
         min_windows: shortest run of active windows that makes a reference segment.
         seconds: build the reference segments (needs every video's timeline).

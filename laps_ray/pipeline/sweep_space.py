@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from laps_ray.config import ConfigError, check, check_choice, get_key, to_dict, with_overrides
-from laps_ray.core.calibration import LABEL_METHODS, CalibrationError, label_threshold, threshold_search
+from laps_ray.core.calibration import CalibrationError, threshold_search
+from laps_ray.core.label_rules import LABEL_METHODS, label_threshold
 from laps_ray.core.metrics import fmt_num
 from laps_ray.io.energy_store import RunMeta
 from laps_ray.pipeline.calibration_data import CalibrationDataError

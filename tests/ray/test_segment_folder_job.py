@@ -223,8 +223,11 @@ def test_auto_threshold_in_one_pass_resumes_and_recalibrates_a_grown_folder(
 
     shutil.copy(segment_inputs["videos"] / "bad" / "kitchen café 01.mp4", inp / "c.mp4")
     grown = run(cfg)
-    new = json.loads((out / "run.json").read_text())["threshold"]["value"]
-    assert grown.exit_code == 0 and new != thr["value"]
+    regrown = json.loads((out / "run.json").read_text())["threshold"]
+    new = regrown["value"]
+    # recalibrated on all three videos' windows (the value itself may land on the same split: the
+    # label rule cuts between histogram bins)
+    assert grown.exit_code == 0 and regrown["n"] > thr["n"]
     for k in ("a", "b", "c"):  # every video now carries the folder's new threshold
         assert (
             json.loads((out / k / "segments.json").read_text())["params"]["segmentation"]["threshold"] == new

@@ -57,8 +57,13 @@ def test_motion_everywhere_and_energy_that_does_not_separate_are_unreliable():
     assert "does not separate" in res.videos[1]["reason"]
     # a conveyor that never stops: the proxy is high in every window but a few
     busy = np.r_[np.full(3, 0.001), np.full(117, 0.05)] * np.exp(rng.normal(0, 0.05, 120))
-    res = auto_threshold([signal], [busy], [np.zeros(120, bool)], AutoThresholdConfig(scope="video"))
+    otsu = AutoThresholdConfig(scope="video", label_method="otsu_log")
+    res = auto_threshold([signal], [busy], [np.zeros(120, bool)], otsu)
     assert not res.videos[0]["reliable"] and "moves all the time" in res.videos[0]["reason"]
+    # ki_log (the default) keeps both classes >= 10 % of the windows, so it cannot label 97 % active;
+    # the split it forces does not separate the energy, which marks the video unreliable instead
+    res = auto_threshold([signal], [busy], [np.zeros(120, bool)], AutoThresholdConfig(scope="video"))
+    assert not res.videos[0]["reliable"] and "does not separate" in res.videos[0]["reason"]
 
 
 def test_pooling_does_not_depend_on_which_video_finished_first():

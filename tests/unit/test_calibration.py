@@ -8,20 +8,17 @@ import numpy as np
 import pytest
 
 from laps_ray.core.calibration import (
-    DEFAULT_LABEL_METHOD,
     CalibrationError,
     active_runs,
     calibration_report,
-    gmm_log_threshold,
     gt_window_labels,
-    label_threshold,
-    otsu_threshold,
     pooled_pseudo_labels,
     pseudo_labels,
     roc_auc,
     runs_to_frames,
     threshold_search,
 )
+from laps_ray.core.label_rules import DEFAULT_LABEL_METHOD, gmm_log_threshold, label_threshold, otsu_threshold
 
 
 def rest_motion_energies(seed: int, n: int = 2000, motion_share: float = 0.2):
@@ -261,3 +258,28 @@ def test_active_runs_and_their_frames():
     # T=16, stride=4: window w stands for frames [4w + 6, 4w + 9] around its centre 4w + 8.
     assert runs_to_frames([(1, 2), (6, 8)], 16, 4, num_frames=40) == [(10, 17), (30, 39)]  # 41 clamped
     assert runs_to_frames([(0, 0)], 4, 8, num_frames=40) == [(0, 5)]  # never before frame 0
+
+
+def test_ki_log_cuts_between_a_narrow_rest_mode_and_a_broad_motion_mode():
+    # Rest: a narrow log-normal mode; motion: slow and fast actions, a broad (bimodal) class. Otsu's
+    # split of the log-values lands inside the broad class; the minimum-error rule, which fits each
+    # class its own spread, cuts in the valley (the situation of the motion energy with every
+    # distractor on, core.label_rules).
+    from laps_ray.core.label_rules import ki_log_threshold, otsu_log_threshold
+
+    rng = np.random.default_rng(0)
+    rest = np.exp(rng.normal(np.log(0.005), 0.15, 600))
+    slow = np.exp(rng.normal(np.log(0.012), 0.2, 250))
+    fast = np.exp(rng.normal(np.log(0.05), 0.3, 250))
+    values = np.concatenate([rest, slow, fast])
+    truth = np.r_[np.zeros(600, bool), np.ones(500, bool)]
+    ki, otsu = ki_log_threshold(values), otsu_log_threshold(values)
+    acc = lambda thr: float(((values >= thr) == truth).mean())  # noqa: E731
+    assert 0.006 < ki < 0.010 and acc(ki) > 0.95
+    assert acc(otsu) < acc(ki)
+    # zeros (gated windows) count as the quietest window; a split must keep 10 % on each side
+    with_zeros = np.concatenate([np.zeros(300), values])
+    assert ki_log_threshold(with_zeros) > 0.0
+    with pytest.raises(CalibrationError, match="no split leaves both classes 50%"):
+        ki_log_threshold(np.r_[np.full(99, 1.0), 2.0], min_class=0.5)
+    assert label_threshold(values, "ki_log") == ki
