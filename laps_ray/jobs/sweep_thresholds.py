@@ -23,15 +23,12 @@ records them (smoothing, state machine, the threshold actually used: fixed, repo
 config's ``smoothing``/``segmentation`` fill the rest (``base: config``: use them instead). Trial 0
 is exactly the base, scored like every other trial.
 
-**Space** (``pipeline.sweep_space``): thresholds around the base's (``threshold_factors``: a geometric
-grid x0.25 ... x4), the ``threshold_rules`` (the label rules of ``core.label_rules`` on the pooled
-signal,
-``best_f1``/``best_j`` against the reference window labels), ``space.threshold`` and
-``threshold_quantiles``; one list per other swept name (``threshold_sweep.SWEPT``; the base value is
-always in, ``[]`` keeps it). Every combination is resolved, canonicalised and run once: no two trials
-run the same settings. ``search: grid`` (default) runs every distinct setting (a trial is milliseconds
-of numpy); ``random`` runs ``num_samples`` of them drawn without replacement, the base always in.
-Tune's ``BasicVariantGenerator`` runs the list; no scheduler (one report per trial).
+**Space** (``pipeline.sweep_space``): thresholds around the base's (``threshold_factors``, x0.25 ...
+x4), ``threshold_rules`` (``core.label_rules`` on the pooled signal, ``best_f1``/``best_j`` against the
+reference labels), ``space.threshold``, ``threshold_quantiles``; one list per other swept name
+(``threshold_sweep.SWEPT``; the base value always in, ``[]`` keeps it). Each distinct setting runs
+once. ``search: grid`` (default) runs them all (a trial is milliseconds of numpy); ``random`` draws
+``num_samples`` without replacement, the base always in. Tune's ``BasicVariantGenerator``, no scheduler.
 
 **Score**: a trial's segments go to seconds by THE rule segment_folder writes them with and are scored
 as ``evaluate`` scores them against the GT (``--gt``, ``--fps``) or pseudo-label segments
