@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from laps_ray.core.segmentation import SegmentationConfig, WindowGeometry, segment_offline
-from laps_ray.core.smoothing import SmoothingConfig, for_segmentation, smooth
+from laps_ray.core.smoothing import SmoothingConfig, segmentation_signal
 from laps_ray.core.timeline import SourceTimeline
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, DEFAULT_TARGET_FPS, window_starts
 from quality import PEERS
@@ -145,7 +145,7 @@ def window_energy(per_frame: np.ndarray, T: int = DEFAULT_T, stride: int = DEFAU
 def window_signal(per_frame: np.ndarray, smoothing: SmoothingConfig) -> np.ndarray:
     """What the state machine sees for a per-frame energy: windowed, then the project's smoothing."""
     raw = window_energy(per_frame)
-    return np.asarray(for_segmentation(raw, smooth(raw, smoothing), smoothing), dtype=np.float64)
+    return segmentation_signal(raw, smoothing)[1]
 
 
 def segments_from_signal(

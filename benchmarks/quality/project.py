@@ -177,7 +177,7 @@ def project_signals(seg_out: Path, stems: list[str]) -> ProjectSignals:
     scores when the run used change points."""
     from laps_ray.config import load_config
     from laps_ray.core.segmentation import WindowGeometry
-    from laps_ray.core.smoothing import for_segmentation, smooth
+    from laps_ray.core.smoothing import segmentation_signal
     from laps_ray.jobs.segment_folder import SegmentJobConfig
     from laps_ray.pipeline.calibration_data import fed_series, read_cached_videos, track_changes
 
@@ -191,7 +191,7 @@ def project_signals(seg_out: Path, stems: list[str]) -> ProjectSignals:
         v = cached[stem]
         raw = fed_series(v.track, "energy")
         out.stems.append(stem)
-        out.signals.append(np.asarray(for_segmentation(raw, smooth(raw, sm), sm), dtype=np.float64))
+        out.signals.append(segmentation_signal(raw, sm)[1])
         out.changes.append(track_changes(v.track, cp) if cp.enable else None)
         out.geoms.append(
             WindowGeometry(v.meta.T, v.meta.stride, v.meta.target_fps, num_frames=v.timeline.num_frames)
