@@ -86,3 +86,20 @@ def test_auto_config_values_and_spelling():
         AutoThresholdConfig(proxy="speed")
     with pytest.raises(ConfigError, match="min_auc"):
         AutoThresholdConfig(min_auc=0.3)
+
+
+def test_circular_auc_does_not_hide_an_energy_that_barely_separates():
+    # The default proxy is the segmented energy itself, so the AUC is 1 by construction. A video
+    # whose "active" windows sit barely above its rest (background motion dominating: a unimodal
+    # log-normal energy, split anyway by the label rule) is caught by the active/rest contrast;
+    # a planted video next to it is not.
+    rng = np.random.default_rng(5)
+    truth, planted, _ = _video(rng, signal_gap=2.0)
+    busy = np.exp(rng.normal(0.0, 0.15, 120))  # contrast of a split of this: ~1.3
+    cfg = AutoThresholdConfig(scope="video")  # one call per video, as the caller does per scope
+    good = auto_threshold([planted], [planted], [np.zeros(120, bool)], cfg).videos[0]
+    bad = auto_threshold([busy], [busy], [np.zeros(120, bool)], cfg).videos[0]
+    assert good["reliable"] and good["contrast"] > cfg.min_contrast
+    assert bad["auc"] > 0.99  # circular: not evidence
+    assert not bad["reliable"] and "barely stand out" in bad["reason"]
+    assert bad["contrast"] < cfg.min_contrast
