@@ -64,7 +64,7 @@ def bench(name: str, device: torch.device, iters: int, warmup: int, amp: bool) -
     def train_step() -> None:
         model.train()
         with autocast:
-            loss, _ = tokenizer_loss(model(vel), targets, with_metrics=False)
+            loss, _ = tokenizer_loss(model(vel), targets)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

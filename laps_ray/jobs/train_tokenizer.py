@@ -15,6 +15,11 @@ GradScaler state are restored; raise ``epochs`` to train longer)::
 
     python -m laps_ray.jobs.train_tokenizer --tracks tracks/ --output runs/tok --resume epochs=40
 
+Fine-tune on a new domain, starting from the shipped checkpoint (or any checkpoint directory; the
+model config is the checkpoint's, the optimiser and schedule start afresh)::
+
+    python -m laps_ray.jobs.train_tokenizer --tracks my_tracks/ --output runs/ft --init shipped epochs=6
+
 **Config** (``--config configs/train_tokenizer.yaml``, then ``key=value`` overrides): ``model=NAME``
 picks a named size (``tiny``, ``small``, ``paper``) and ``model.<field>=...`` overrides apply after
 it; ``loss.*`` (focal, radial weights, differentiable codebook-usage term), ``optim.*`` (AdamW ``lr``,
@@ -26,7 +31,9 @@ warm-up then cosine, stepped per step), ``epochs``, ``batch_size`` (per worker),
 loop in this process without Ray, also ``--local``).
 ``init_input_std`` (1.0): a fresh run scales the encoder's input layer on a sample of training
 windows so the small normalised velocities are not drowned by the position embedding (without it
-the codebook collapsed on the sample videos; ``laps_ray/assets/README.md``).
+the codebook collapsed on the sample videos; ``laps_ray/assets/README.md``). ``sampling`` (``uniform``
+or ``motion``: windows drawn in proportion to ``sampling_floor`` + their share of moving steps),
+``init_from`` (``--init``: fine-tune from a checkpoint).
 
 **Ray Train.** A ``TorchTrainer`` (Train V2) with ``num_workers`` workers of ``cpus_per_worker`` CPUs
 (+ 1 GPU each when used); its controller reserves no CPU, so 2 × 1 CPU fits a 2-core machine. gloo
@@ -37,8 +44,10 @@ The run itself (output folder and resume, manifest, fit, summary) is
 :func:`laps_ray.training.run.train`; this module adds the command line and starts or joins Ray.
 
 **Outputs** (``--output DIR``): ``metrics.jsonl`` (one line per report: ``train/loss``,
-``train/accuracy``, ``train/epe_px``, ``val/loss``, ``val/accuracy``, ``val/accuracy_moving``,
-``val/epe_px`` (endpoint error in pixels), ``val/perplexity``, ``val/entropy_norm``,
+``train/accuracy``, ``train/epe_px``, ``val/loss``, and AMPLIFY's reconstruction measures
+(``laps_ray.models.recon_metrics``): ``val/accuracy``, ``val/accuracy_moving`` (true displacement
+≥ 0.5 px), ``val/epe_px`` (endpoint error in pixels), ``val/delta_auc``, ``val/pixel_accuracy``,
+``val/static_pred_share`` vs ``val/static_true_share``; then ``val/perplexity``, ``val/entropy_norm``,
 ``val/unique_codes``, ``val/usage_ratio``, ``val/dead_code_ratio`` (against the TRUE code count, 1920
 for 2048), ``collapse_warning``, ``lr``, ``step``, ``epoch``, ...), ``checkpoints/epoch_XXXX/`` (every
 epoch; with ``train_state.pt``), ``latest`` (pointer), ``best/`` (lowest ``val/loss``; load it with
@@ -98,7 +107,8 @@ def summary_line(r: TrainResult) -> str:
             f"  best epoch {best['epoch']}: {best['score_key']} {best['score']:.4f} -> {r.output / 'best'}"
         )
     final = s.get("final", {})
-    acc, epe = final.get(f"{cb.get('split')}/accuracy"), final.get(f"{cb.get('split')}/epe_px")
+    split = cb.get("split")
+    acc, epe = final.get(f"{split}/accuracy"), final.get(f"{split}/epe_px")
     if cb.get("unique_codes") is not None:
         lines.append(
             f"  codebook ({cb['split']}, last epoch): {cb['unique_codes']}/{cb['true_codebook_size']} "
@@ -110,6 +120,12 @@ def summary_line(r: TrainResult) -> str:
                 else ""
             )
         )
+    recon = [final.get(f"{split}/{k}") for k in ("accuracy_moving", "delta_auc", "static_pred_share")]
+    if all(v is not None for v in recon):
+        lines.append(
+            f"  motion ({split}): accuracy on moving points {recon[0]:.3f}, ΔAUC {recon[1]:.3f}, "
+            f'"no motion" predicted {recon[2]:.3f} vs true {final.get(f"{split}/static_true_share", 0):.3f}'
+        )
     lines.append(f"  {METRICS_FILE}, {SUMMARY_FILE}, {CURVES_FILE} in {r.output}")
     if s.get("collapse_warning"):
         lines.append(f"WARNING: {s['collapse_warning']}")
@@ -120,6 +136,7 @@ FLAGS = (
     Flag("--tracks", "tracks", "folder of .h5 track files (from the preprocess job)"),
     Flag("--output", "output", "output folder (checkpoints, metrics, summary)"),
     Flag("--resume", "resume", "continue from <output>/latest", switch=True),
+    Flag("--init", "init_from", "fine-tune: start from this checkpoint dir ('shipped' = the default one)"),
     Flag("--local", "backend", "train in this process without Ray", switch=True, const="local"),
     Flag("--num-workers", "num_workers", "Ray Train workers (default 2)", type=int),
     Flag("--epochs", "epochs", "epochs (default from the config)", type=int),

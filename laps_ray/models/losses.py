@@ -201,7 +201,6 @@ def tokenizer_loss(
     targets: Tensor,
     vis: Tensor | None = None,
     cfg: TokenizerLossConfig | None = None,
-    with_metrics: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Training loss of the tokenizer.
 
@@ -218,13 +217,11 @@ def tokenizer_loss(
         targets: ``(B, V, L, N)`` int64 from :func:`displacement_classes`.
         vis: optional bool visibility ``(B, V, T, N)`` or per-step ``(B, V, L, N)``.
         cfg: loss config (default: plain cross-entropy).
-        with_metrics: also compute the accuracies (an argmax over all logits, ~10 % of a CPU training
-            step; pass False on steps that are not logged).
 
     Returns:
         (scalar loss, detached parts: ``loss``, ``recon``, ``usage``, ``usage_batch_entropy``,
-        ``usage_sample_entropy``, ``counted_fraction`` and, with ``with_metrics``, ``accuracy``
-        (argmax = target) and ``accuracy_moving`` (same, on targets other than "no motion")).
+        ``usage_sample_entropy``, ``counted_fraction``). Accuracies and the other reconstruction
+        measures are in :mod:`laps_ray.models.recon_metrics`.
     """
     cfg = cfg or TokenizerLossConfig()
     logits = out.rel_logits
@@ -279,10 +276,4 @@ def tokenizer_loss(
         **usage_parts,
         "counted_fraction": mask.float().mean(),
     }
-    if with_metrics:
-        with torch.no_grad():
-            correct = (logits.argmax(-1) == targets) & mask
-            moving = mask & (targets != (grid // 2) * grid + grid // 2)
-            parts["accuracy"] = correct.sum() / mask.sum().clamp_min(1)
-            parts["accuracy_moving"] = (correct & moving).sum() / moving.sum().clamp_min(1)
     return loss, parts

@@ -32,6 +32,15 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[1] / "assets" / "tokenizer_small"
 
 
+SHIPPED = "shipped"
+
+
+def named_checkpoint(spec: str) -> Path:
+    """A checkpoint given on a command line: ``shipped`` (or empty) is :func:`default_checkpoint`,
+    anything else a path (a folder really named ``shipped`` is ``./shipped``)."""
+    return default_checkpoint() if spec in ("", SHIPPED) else Path(spec)
+
+
 def resolve_threshold(
     pipe: PipelineConfig, report: str = "", report_key: str = ""
 ) -> tuple[float | str, dict[str, Any]]:

@@ -27,6 +27,7 @@ from laps_ray.training.steps import OptimConfig
 AMP_DTYPES = ("bfloat16", "float16")
 BACKENDS = ("ray", "local")
 GPU_CHOICES = ("auto", "true", "false")
+SAMPLINGS = ("uniform", "motion")
 
 
 @dataclasses.dataclass
@@ -55,6 +56,14 @@ class TrainSettings:
         init_windows: windows used for that initialisation.
         collapse_threshold, collapse_epochs: warn when unique codes < threshold × true codebook size
             for this many consecutive epochs (on validation codes, or training codes without a split).
+        sampling: ``uniform`` (every window once per epoch) or ``motion`` (an epoch is as many draws,
+            with replacement, in proportion to ``sampling_floor`` + the window's share of moving steps:
+            the static windows that dominate real footage are seen less often).
+        sampling_floor: weight of a window without motion under ``sampling=motion``.
+        init_from: fine-tuning: a tokenizer checkpoint directory whose weights start a *new* run
+            (``shipped``: the default checkpoint of the package). The model config is the
+            checkpoint's; ``model.*`` settings that change the architecture must match it.
+            ``--resume`` wins over it (a resumed run continues from its own checkpoint).
     """
 
     model: TokenizerConfig = dataclasses.field(default_factory=lambda: named_config("small"))
@@ -75,8 +84,13 @@ class TrainSettings:
     init_windows: int = 256
     collapse_threshold: float = 0.05
     collapse_epochs: int = 2
+    sampling: str = "uniform"
+    sampling_floor: float = 0.1
+    init_from: str = ""
 
     def __post_init__(self) -> None:
+        check_choice(self.sampling, SAMPLINGS, "sampling")
+        check(self.sampling_floor > 0, "sampling_floor", f"must be > 0, got {self.sampling_floor}")
         check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(0 <= self.val_fraction < 1, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")

@@ -144,21 +144,49 @@ def steps_per_epoch(num_windows: int, batch_size: int, world_size: int) -> int:
     return max(1, math.ceil(per_rank / batch_size))
 
 
+def moving_share(arrays: WindowArrays, rel_grid: int = 15) -> np.ndarray:
+    """Share of each window's counted steps whose target class is not "no motion": float64 ``(M,)``."""
+    centre = (rel_grid // 2) * rel_grid + rel_grid // 2
+    t = arrays.targets.reshape(len(arrays), -1)
+    counted = (t >= 0).sum(axis=1)
+    return ((t >= 0) & (t != centre)).sum(axis=1) / np.maximum(counted, 1)
+
+
+def motion_weights(arrays: WindowArrays, floor: float, rel_grid: int = 15) -> np.ndarray:
+    """Sampling weight of each window, ``floor + moving share`` (``floor`` keeps rest windows in)."""
+    return floor + moving_share(arrays, rel_grid)
+
+
 def shard_batches(
-    num_windows: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1
+    num_windows: int,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    weights: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """This rank's batches of window indices for one epoch (DistributedSampler semantics).
 
     A permutation seeded by ``(seed, epoch)`` is padded by repeating its head to a multiple of
     ``world_size``; rank ``r`` takes positions ``r, r + world, ...`` and cuts them into batches.
     Every rank yields :func:`steps_per_epoch` batches; the shards are disjoint apart from the
-    padding (at most ``world_size - 1`` repeated windows).
+    padding (at most ``world_size - 1`` repeated windows). With ``weights`` (``(M,)``, >= 0) the
+    epoch is ``M`` draws *with replacement* in proportion to them instead of a permutation (same
+    seed on every rank, so the ranks still split one common draw).
     """
     if num_windows <= 0:
         raise ValueError("no training windows")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world size {world_size}")
-    perm = torch.randperm(num_windows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if weights is None:
+        perm = torch.randperm(num_windows, generator=gen)
+    else:
+        if len(weights) != num_windows:
+            raise ValueError(f"{len(weights)} weights for {num_windows} windows")
+        w = torch.as_tensor(np.asarray(weights, np.float64))
+        perm = torch.multinomial(w, num_windows, replacement=True, generator=gen)
     per_rank = math.ceil(num_windows / world_size)
     total = per_rank * world_size
     if total > num_windows:

@@ -53,7 +53,14 @@ from laps_ray.io.checkpoints import load_tokenizer, load_train_state, save_token
 from laps_ray.models.tokenizer import MotionTokenizer
 from laps_ray.models.tokenizer_config import TokenizerConfig
 from laps_ray.training.config import TrainSettings
-from laps_ray.training.data import check_model_fits, load_split, shard_batches, shard_indices, steps_per_epoch
+from laps_ray.training.data import (
+    check_model_fits,
+    load_split,
+    motion_weights,
+    shard_batches,
+    shard_indices,
+    steps_per_epoch,
+)
 from laps_ray.training.report import RunRecorder, checkpoint_name
 from laps_ray.training.steps import (
     MetricSums,
@@ -118,6 +125,12 @@ def _restore(resume: Path, cfg: TokenizerConfig, model: MotionTokenizer) -> dict
     return load_train_state(resume)
 
 
+def _init_from(path: Path, cfg: TokenizerConfig, model: MotionTokenizer) -> None:
+    """Load a checkpoint's weights into a fresh model (fine-tuning); architectures must agree."""
+    saved, _ = load_tokenizer(path)
+    model.load_state_dict(saved.state_dict(), strict=True)
+
+
 def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
     """Train (or continue training) the tokenizer; returns the last epoch's metrics.
 
@@ -151,7 +164,11 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
             state = _restore(Path(resume), s.model, model)
             if io.rank == 0:
                 log.info("resuming from %s (epoch %s, step %s)", resume, state["epoch"], state["step"])
-    if not state and s.init_input_std > 0:
+    if not state and s.init_from:
+        _init_from(Path(s.init_from), s.model, model)
+        if io.rank == 0:
+            log.info("fine-tuning: weights initialised from %s", s.init_from)
+    elif not state and s.init_input_std > 0:
         # Same sample on every rank (the first windows of the sorted training files): same weights.
         sample = torch.from_numpy(data.train.vel[: s.init_windows])
         factor = scale_input_projection(model, sample, s.init_input_std)
@@ -173,6 +190,9 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
             scaler.load_state_dict(state["scaler"])
         step, start_epoch = int(state["step"]), int(state["epoch"]) + 1
         history = list(state.get("codebook_history", []))
+    weights = (
+        motion_weights(data.train, s.sampling_floor, s.model.rel_grid) if s.sampling == "motion" else None
+    )
     true_k = model.true_codebook_size
     epoch_sums, interval = MetricSums(true_k, device), MetricSums(true_k, device)
     reduce = io.all_reduce if io.world_size > 1 else None
@@ -183,7 +203,9 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
         t0 = t_int = time.perf_counter()
         epoch_sums.reset()
         interval.reset()
-        for idx in shard_batches(len(data.train), s.batch_size, epoch, s.seed, io.rank, io.world_size):
+        for idx in shard_batches(
+            len(data.train), s.batch_size, epoch, s.seed, io.rank, io.world_size, weights=weights
+        ):
             batch = data.train.batch(idx, device)
             res = train_step(
                 net,

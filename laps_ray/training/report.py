@@ -7,7 +7,7 @@ Layout of ``<output>/``::
     latest                   text: path of the newest epoch checkpoint (relative to <output> if inside)
     best/                    lowest val/loss so far (train/loss without a validation split); no train state
     summary.json             final epoch, best epoch, codebook health, collapse warning
-    curves.png               loss, accuracy / endpoint error, perplexity / unique codes vs epoch
+    curves.png               loss, accuracy / endpoint error, ΔAUC / "no motion" shares, codes vs epoch
 
 :class:`RunRecorder` receives every report (directly in-process, or from the Ray Train controller
 callback on the driver's node) and maintains ``metrics.jsonl``, ``latest`` and ``best/``; every file
@@ -259,7 +259,8 @@ def write_summary(output: str | Path, extra: dict[str, Any] | None = None) -> di
 
 
 def plot_curves(reports: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Three panels vs epoch: loss; accuracy and endpoint error; perplexity and unique codes."""
+    """Four panels vs epoch: loss; accuracy and endpoint error; motion reconstruction (ΔAUC, "no
+    motion" shares); perplexity and unique codes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -274,7 +275,7 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str | Path) -> None:
     def series(key: str, recs: Sequence[dict[str, Any]] = epochs) -> np.ndarray:
         return np.array([np.nan if r.get(key) is None else float(r[key]) for r in recs])
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     ax = axes[0]
     steps = [r for r in reports if r.get("report") == "step"]
     if steps:
@@ -308,6 +309,19 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str | Path) -> None:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="center right")
 
     ax = axes[2]
+    # The measures that expose a decoder answering "no motion" everywhere (models/recon_metrics.py).
+    for key, style, label in (
+        ("delta_auc", "o-", "ΔAUC (1-10 px)"),
+        ("accuracy_moving", "s-", "accuracy (moving ≥ 0.5 px)"),
+        ("static_pred_share", "^--", '"no motion" predicted'),
+        ("static_true_share", "v:", '"no motion" true'),
+    ):
+        ax.plot(ep, series(f"{split}/{key}"), style, label=f"{split} {label}")
+    ax.set(xlabel="epoch", ylabel="share", title="motion reconstruction", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+    ax = axes[3]
     true_k = epochs[-1].get(f"{split}/true_codebook_size")
     ax.plot(ep, series(f"{split}/perplexity"), "o-", color="tab:purple", label=f"{split} perplexity")
     ax.plot(ep, series(f"{split}/unique_codes"), "s-", color="tab:red", label=f"{split} unique codes")

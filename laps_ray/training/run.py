@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from laps_ray.config import check
+from laps_ray.config import ConfigError, check, to_dict
 from laps_ray.io.atomic import prepare_output_dir
 from laps_ray.io.checkpoints import CheckpointError, read_meta
 from laps_ray.io.run_manifest import RunManifest
@@ -91,6 +91,8 @@ def train(
     tracks, output = Path(cfg.tracks).resolve(), Path(cfg.output).resolve()
     # Absolute paths: Ray Train workers run in their own working directories.
     cfg = dataclasses.replace(cfg, tracks=str(tracks), output=str(output))
+    if cfg.init_from and not cfg.resume:
+        cfg = with_init_model(cfg)
     train_files, val_files = split_files(tracks, cfg.val_fraction, cfg.seed)
     if not train_files:
         raise TrainingError(f"{tracks}: no training videos left after the validation split")
@@ -124,6 +126,7 @@ def train(
             "tracks": str(tracks),
             "train_videos": [p.name for p in train_files],
             "val_videos": [p.name for p in val_files],
+            "init_from": cfg.init_from or None,
         },
         use_gpu=use_gpu,
     )
@@ -164,6 +167,38 @@ def train(
     manifest.extra["summary"] = {k: summary[k] for k in ("epochs_completed", "steps", "best", "codebook")}
     manifest.write(finished=True)
     return TrainResult(output, summary, seconds, cfg.backend, workers, use_gpu)
+
+
+# Model settings that do not change the weights' shapes or meaning: a fine-tuning run may set its own.
+TRAINING_ONLY_MODEL_KEYS = ("name", "dropout", "z_noise_std")
+
+
+def with_init_model(cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
+    """The run's config for fine-tuning from ``cfg.init_from``: its path resolved (``shipped`` = the
+    package's default checkpoint) and the model config taken from that checkpoint.
+
+    Raises:
+        laps_ray.config.ConfigError: the checkpoint cannot be read, or ``model.*`` settings that shape
+            the weights differ from the checkpoint's (the message lists them).
+    """
+    from laps_ray.io.checkpoints import verify_tokenizer
+    from laps_ray.pipeline.resolve import named_checkpoint
+
+    path = named_checkpoint(cfg.init_from).resolve()
+    try:
+        saved = verify_tokenizer(path)
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise ConfigError(f"init_from: {exc}") from exc
+    ours, theirs = to_dict(cfg.model), to_dict(saved)
+    differ = [k for k in ours if k not in TRAINING_ONLY_MODEL_KEYS and ours[k] != theirs.get(k)]
+    if differ:
+        pairs = ", ".join(f"model.{k}={ours[k]} vs {theirs.get(k)}" for k in differ)
+        raise ConfigError(
+            f"init_from: {path} has another architecture ({pairs}); drop those model settings "
+            "(a fine-tuning run takes the model from its checkpoint) or train from scratch"
+        )
+    model = dataclasses.replace(saved, **{k: ours[k] for k in TRAINING_ONLY_MODEL_KEYS})
+    return dataclasses.replace(cfg, model=model, init_from=str(path))
 
 
 def _prepare_output(output: Path, cfg: TrainTokenizerConfig) -> tuple[str | None, int | None]:

@@ -5,9 +5,8 @@ No Ray here: :mod:`laps_ray.training.loops` runs these in a Ray Train worker or 
 * :class:`OptimConfig`, :func:`make_optimizer` (AdamW), :func:`make_scheduler` (linear warm-up then
   cosine to ``min_lr_ratio · lr``, stepped once per optimiser step).
 * :func:`train_step` / :func:`eval_step`: forward, :func:`~laps_ray.models.losses.tokenizer_loss`,
-  (backward, clip, step), returning detached parts and the code ids.
-* :func:`classes_to_displacement`, :func:`endpoint_error_sums`: argmax class → integer pixel
-  displacement, compared with the true (float) pixel displacement on visible steps.
+  (backward, clip, step), returning detached parts, the code ids and (on metric steps) the
+  reconstruction sums of :mod:`laps_ray.models.recon_metrics` (accuracies, EPE, ΔAUC, ...).
 * :class:`MetricSums`: per-epoch / per-interval sums that ranks all-reduce before reporting.
 
 Shape letters: B batch, V views, T frames, L = T-1 steps, N points, C = rel_grid² classes.
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from laps_ray.config import check
 from laps_ray.core.codebook import CodebookAccumulator
 from laps_ray.models.losses import TokenizerLossConfig, tokenizer_loss
+from laps_ray.models.recon_metrics import RECON_FIELDS, reconstruction_metrics, reconstruction_sums
 
 
 @dataclasses.dataclass
@@ -110,55 +110,13 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.
     return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
 
-def classes_to_displacement(classes: Tensor, rel_grid: int) -> Tensor:
-    """Displacement classes → integer pixel displacement (dx, dy).
-
-    Inverse of :func:`laps_ray.models.losses.displacement_classes` on its ±``rel_grid // 2`` window:
-    ``class = (dy + h) · rel_grid + (dx + h)``.
-
-    Returns:
-        float32 ``(..., 2)`` (dx, dy) in pixels.
-    """
-    half = rel_grid // 2
-    dy = torch.div(classes, rel_grid, rounding_mode="floor") - half
-    dx = classes % rel_grid - half
-    return torch.stack([dx, dy], dim=-1).float()
-
-
-def endpoint_error_sums(
-    rel_logits: Tensor, vel: Tensor, px_per_unit: Tensor, vis: Tensor, rel_grid: int
-) -> tuple[Tensor, Tensor]:
-    """Sum and count of the endpoint error in pixels on steps visible at both ends.
-
-    The predicted displacement is the argmax class decoded by :func:`classes_to_displacement`; the
-    true one is the tracked (float) displacement, ``vel · (W/2, H/2)``, so the error includes the
-    rounding to whole pixels and the saturation of motions beyond ±``rel_grid // 2`` pixels.
-
-    Args:
-        rel_logits: ``(B, V, L, N, C)``.
-        vel: ``(B, V, L, N, 2)`` normalised velocities.
-        px_per_unit: ``(B, 2)`` pixels per velocity unit (x, y).
-        vis: ``(B, V, T, N)`` bool.
-        rel_grid: classes per axis.
-
-    Returns:
-        (sum of per-step errors in px, number of steps counted), float32 scalars.
-    """
-    pred = classes_to_displacement(rel_logits.argmax(-1), rel_grid)
-    true = vel.float() * px_per_unit[:, None, None, None, :].float()
-    err = torch.linalg.vector_norm(pred - true, dim=-1)  # (B, V, L, N)
-    mask = vis[..., 1:, :] & vis[..., :-1, :]
-    return (err * mask).sum(), mask.sum().float()
-
-
 @dataclasses.dataclass
 class StepResult:
-    """Detached results of one step: loss parts, code ids and (optionally) endpoint-error sums."""
+    """Detached results of one step: loss parts, code ids and (on metric steps) reconstruction sums."""
 
     parts: dict[str, Tensor]
     ids: Tensor
-    epe_sum: Tensor | None = None
-    epe_count: Tensor | None = None
+    recon: Tensor | None = None  # (len(RECON_FIELDS),) float64, see laps_ray.models.recon_metrics
 
 
 def train_step(
@@ -178,7 +136,7 @@ def train_step(
 
     ``model`` may be DDP-wrapped (its backward then all-reduces the gradients). With ``scaler``
     (fp16 AMP) gradients are unscaled before clipping. ``with_metrics`` adds accuracies and the
-    endpoint error (an argmax over all logits, ~10 % of a CPU step).
+    reconstruction sums (an argmax over all logits, ~10 % of a CPU step).
 
     Raises:
         FloatingPointError: the loss is not finite (names the usual cure).
@@ -187,7 +145,7 @@ def train_step(
     device = batch["vel"].device
     with autocast(device, amp_dtype):
         out = model(batch["vel"])
-        loss, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg, with_metrics=with_metrics)
+        loss, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg)
     if not torch.isfinite(loss):
         raise FloatingPointError(
             f"training loss is {float(loss)}; lower optim.lr or keep optim.grad_clip > 0 (currently "
@@ -211,11 +169,14 @@ def train_step(
         scheduler.step()
     result = StepResult(parts=parts, ids=out.ids.detach())
     if with_metrics:
-        with torch.no_grad():
-            result.epe_sum, result.epe_count = endpoint_error_sums(
-                out.rel_logits.detach(), batch["vel"], batch["px_per_unit"], batch["vis"], rel_grid
-            )
+        result.recon = _recon_sums(out.rel_logits.detach(), batch, rel_grid)
     return result
+
+
+def _recon_sums(rel_logits: Tensor, batch: dict[str, Tensor], rel_grid: int) -> Tensor:
+    return reconstruction_sums(
+        rel_logits, batch["targets"], batch["vel"], batch["px_per_unit"], batch["vis"], rel_grid
+    )
 
 
 @torch.no_grad()
@@ -226,7 +187,7 @@ def eval_step(
     rel_grid: int,
     amp_dtype: torch.dtype | None = None,
 ) -> StepResult:
-    """Loss, accuracies, endpoint error and code ids of ``batch`` in eval mode (no gradient).
+    """Loss, reconstruction sums and code ids of ``batch`` in eval mode (no gradient).
 
     Pass the *unwrapped* model (not DDP): ranks evaluate different numbers of batches, and a DDP
     forward would run collectives that then never match up.
@@ -235,31 +196,28 @@ def eval_step(
     device = batch["vel"].device
     with autocast(device, amp_dtype):
         out = model(batch["vel"])
-        _, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg, with_metrics=True)
-    epe_sum, epe_count = endpoint_error_sums(
-        out.rel_logits, batch["vel"], batch["px_per_unit"], batch["vis"], rel_grid
-    )
-    return StepResult(parts=parts, ids=out.ids, epe_sum=epe_sum, epe_count=epe_count)
+        _, parts = tokenizer_loss(out, batch["targets"], batch["vis"], loss_cfg)
+    return StepResult(parts=parts, ids=out.ids, recon=_recon_sums(out.rel_logits, batch, rel_grid))
 
 
-# Loss parts averaged over windows on every step, and those only computed on metric steps.
+# Loss parts averaged over windows on every step (reconstruction measures only on metric steps).
 LOSS_KEYS = ("loss", "recon", "usage", "usage_batch_entropy")
-METRIC_KEYS = ("accuracy", "accuracy_moving")
 
 
 class MetricSums:
     """Sums of step results over an interval or an epoch, reduced across ranks before reporting.
 
-    Loss parts are weighted by the batch's window count; accuracies by the windows of the steps
-    that computed them; the endpoint error is a sum over visible steps. Code ids go to a
-    :class:`~laps_ray.core.codebook.CodebookAccumulator` (counts against the true codebook size).
+    Loss parts are weighted by the batch's window count; the reconstruction measures are sums over
+    the steps that computed them (:func:`~laps_ray.models.recon_metrics.reconstruction_sums`). Code
+    ids go to a :class:`~laps_ray.core.codebook.CodebookAccumulator` (counts against the true
+    codebook size).
     """
 
     def __init__(self, true_codebook_size: int, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.true_size = true_codebook_size
-        # [loss keys..., windows, metric keys..., metric windows, epe sum, epe count]
-        self._n = len(LOSS_KEYS) + 1 + len(METRIC_KEYS) + 1 + 2
+        # [loss keys..., windows, reconstruction sums...]
+        self._n = len(LOSS_KEYS) + 1 + len(RECON_FIELDS)
         self.reset()
 
     def reset(self) -> None:
@@ -271,20 +229,15 @@ class MetricSums:
         """Add one step's :class:`StepResult` for a batch of ``num_windows`` windows."""
         vals = [result.parts[k].double() * num_windows for k in LOSS_KEYS]
         vals.append(torch.tensor(float(num_windows), dtype=torch.float64, device=self.device))
-        has_metrics = all(k in result.parts for k in METRIC_KEYS)
-        m = num_windows if has_metrics else 0
-        zero = torch.zeros((), dtype=torch.float64, device=self.device)
-        vals += [result.parts[k].double() * m if has_metrics else zero for k in METRIC_KEYS]
-        vals.append(torch.tensor(float(m), dtype=torch.float64, device=self.device))
-        if result.epe_sum is not None:
-            vals += [result.epe_sum.double(), result.epe_count.double()]
-        else:
-            vals += [zero, zero]
-        self.sums += torch.stack([v.to(self.device) for v in vals])
+        head = torch.stack([v.to(self.device) for v in vals])
+        nl = len(head)
+        self.sums[:nl] += head
+        if result.recon is not None:
+            self.sums[nl:] += result.recon.to(self.device, torch.float64)
         self.codes.update(result.ids)
 
     def result(self, prefix: str, all_reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
-        """Metrics ``{prefix}/{name}`` (loss parts, accuracies, ``epe_px``, codebook stats).
+        """Metrics ``{prefix}/{name}`` (loss parts, reconstruction measures, codebook stats).
 
         ``all_reduce`` sums a tensor over ranks in place (``torch.distributed.all_reduce``); every
         rank must call this the same number of times.
@@ -303,11 +256,7 @@ class MetricSums:
         out: dict[str, float] = {}
         for i, k in enumerate(LOSS_KEYS):
             out[f"{prefix}/{k}"] = s[i] / windows if windows else float("nan")
-        mw = s[nl + 1 + len(METRIC_KEYS)]
-        for i, k in enumerate(METRIC_KEYS):
-            out[f"{prefix}/{k}"] = s[nl + 1 + i] / mw if mw else float("nan")
-        epe_sum, epe_count = s[-2], s[-1]
-        out[f"{prefix}/epe_px"] = epe_sum / epe_count if epe_count else float("nan")
+        out.update(reconstruction_metrics(s[nl + 1 :], prefix=f"{prefix}/"))
         out[f"{prefix}/windows"] = int(windows)
         acc = CodebookAccumulator(self.true_size, counts)
         stats = acc.stats(prefix)

@@ -178,3 +178,24 @@ def test_train_tokenizer_on_one_gpu_worker_with_amp(ray_gpu, tmp_path):
     state = torch.load(ckpt / "train_state.pt", weights_only=True)
     assert state["scaler"] and math.isfinite(state["scaler"]["scale"]) and state["scaler"]["scale"] > 0
     assert json.loads((out / "summary.json").read_text())["use_gpu"] is True
+
+
+def test_train_tokenizer_paper_size_bf16_reports_its_throughput(ray_gpu, tmp_path):
+    """The ``paper`` width (768, the original layout) trains with bf16 autocast under nccl; the
+    windows/s it reports is the README's GPU figure (run by hand on a GPU machine)."""
+    tracks = write_synthetic_tracks(tmp_path / "tracks")
+    out = tmp_path / "paper"
+    cfg = train_cfg(
+        tracks, out, "model=paper", "model.num_points=16", "epochs=2", "num_workers=1", "use_gpu=true",
+        "amp=true", "amp_dtype=bfloat16", "threads=0",
+    )  # fmt: skip
+    res = train_tokenizer.run(cfg, command="pytest")
+    assert res.use_gpu and res.backend == "ray"
+    epochs = epoch_records(read_metrics(out))
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[-1]["train/recon"] < epochs[0]["train/recon"] and math.isfinite(epochs[-1]["val/loss"])
+    model, mcfg = load_tokenizer(out / "best")
+    assert mcfg.hidden_dim == 768 and all(torch.isfinite(p).all() for p in model.parameters())
+    # bf16 needs no GradScaler: the train state holds none
+    assert not torch.load(out / "checkpoints" / "epoch_0002" / "train_state.pt", weights_only=True)["scaler"]
+    print(f"paper size, 1 GPU, bf16: {epochs[-1]['windows_per_s']:.0f} training windows/s")

@@ -269,10 +269,10 @@ def test_ce_focal_radial_and_visibility_by_hand():
     loss, parts = tokenizer_loss(out, targets, vis=vis, cfg=radial)
     assert loss.item() == pytest.approx(5.0 * ln, rel=1e-5)
     assert parts["counted_fraction"].item() == pytest.approx(1 / 16)
-    # a correct, confident prediction has ~0 loss and accuracy 1
+    # a correct, confident prediction has ~0 loss
     sharp = torch.nn.functional.one_hot(targets, 225).float() * 50
     loss, parts = tokenizer_loss(_output_with_logits(sharp, model), targets)
-    assert loss.item() < 1e-6 and parts["accuracy"].item() == 1.0
+    assert loss.item() < 1e-6
 
 
 def test_usage_regulariser_has_encoder_gradient():
