@@ -295,6 +295,36 @@ def test_usage_regulariser_has_encoder_gradient():
     assert not torch.allclose(grads[0], grads[1])
 
 
+def test_usage_term_restricted_to_moving_tokens_leaves_static_windows_alone():
+    """The measured failure (configs/train_tokenizer.yaml): a usage term over every token spreads
+    static windows over many codes. With ``usage_moving_share`` its gradient reaches moving tokens
+    only: static windows' FSQ positions get no push at all."""
+    model = _tiny()
+    out = model(torch.randn(4, 1, 15, 16, 2) * 0.01)
+    level_pos = torch.rand(4, 15, len(out.levels), requires_grad=True)
+    out = out._replace(level_pos=level_pos, rel_logits=out.rel_logits.detach())
+    targets = torch.full((4, 1, 15, 16), 112)  # windows 0, 1 static ("no motion" everywhere)
+    targets[2:, :, :, :8] = 113  # windows 2, 3: half the points move by +1 px in x at every step
+    grads = {}
+    for share in (0.0, 0.1):
+        level_pos.grad = None
+        loss, parts = tokenizer_loss(
+            out, targets, cfg=TokenizerLossConfig(usage_weight=1.0, usage_moving_share=share)
+        )
+        loss.backward()
+        g = level_pos.grad.abs().sum(dim=(1, 2))  # per window
+        grads[share] = g
+        assert torch.isfinite(parts["usage"])
+    assert (grads[0.0][:2] > 0).all() and (grads[0.0][2:] > 0).all()  # every token pushed
+    assert (grads[0.1][:2] == 0).all() and (grads[0.1][2:] > 0).all()  # only the moving ones
+    # a batch without a moving token: zero usage, still a valid graph
+    level_pos.grad = None
+    only = TokenizerLossConfig(usage_weight=1.0, usage_moving_share=0.1)
+    loss, parts = tokenizer_loss(out, torch.full((4, 1, 15, 16), 112), cfg=only)
+    loss.backward()
+    assert float(parts["usage"]) == 0.0 and float(level_pos.grad.abs().sum()) == 0.0
+
+
 def test_usage_regulariser_spreads_collapsed_codes():
     torch.manual_seed(0)
     model = MotionTokenizer(named_config("tiny"))
