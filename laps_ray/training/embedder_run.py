@@ -1,0 +1,281 @@
+"""One LSTM embedder training run, end to end: :func:`train_embedder` (the ``train_embedder`` job's body).
+
+In order: read every segment's code sequence (:mod:`laps_ray.io.segment_codes`), split by video,
+size ``max_len`` from the training lengths; prepare the output folder (refuse to mix runs, or find the
+checkpoint ``--resume`` continues); write ``config.yaml`` + ``run.json``; connect to Ray only now
+(backend ``ray``); fit in this process or with a ``TorchTrainer``; write ``summary.json`` and
+``curves.png``. Output layout as the tokenizer's (:mod:`laps_ray.training.report`): ``metrics.jsonl``,
+``checkpoints/epoch_XXXX/``, ``latest``, ``best/`` (lowest held-out next-token loss).
+
+Starting Ray is the job's part (``connect``); this layer imports only ``ray.train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laps_ray.config import check
+from laps_ray.core.sequence_features import max_len_from_lengths
+from laps_ray.io.atomic import atomic_path, prepare_output_dir, write_json_atomic
+from laps_ray.io.checkpoints import CheckpointError, read_meta
+from laps_ray.io.run_manifest import RunManifest
+from laps_ray.io.segment_codes import find_segments, read_sequence
+from laps_ray.io.track_store import split_by_video
+from laps_ray.models.embedder import EmbedderConfig
+from laps_ray.training.embedder_config import TrainEmbedderConfig
+from laps_ray.training.embedder_loop import EmbedderSpec, embedder_train_loop, run_embedder_local
+from laps_ray.training.fit import TrainingError, recorder_callback
+from laps_ray.training.report import (
+    CHECKPOINTS_DIR,
+    CURVES_FILE,
+    LATEST_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    RunRecorder,
+    epoch_records,
+    latest_checkpoint,
+    read_metrics,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class EmbedderTrainResult:
+    """What :func:`train_embedder` did: output folder, summary, wall seconds, backend, workers, gpu."""
+
+    output: Path
+    summary: dict[str, Any]
+    seconds: float
+    backend: str
+    num_workers: int
+    use_gpu: bool
+    exit_code: int = 0
+
+
+def load_sequences(segments: str | Path) -> tuple[dict[str, list[np.ndarray]], int, int]:
+    """``({video folder: [code sequence, ...]}, true code count, empty segments skipped)``."""
+    refs, num_codes = find_segments(segments)
+    by_video: dict[str, list[np.ndarray]] = {}
+    empty = 0
+    for ref in refs:
+        seq, _ = read_sequence(ref, with_vectors=False)
+        if len(seq) < 2:
+            empty += 1  # nothing to predict from fewer than two tokens
+            continue
+        by_video.setdefault(ref.video_dir, []).append(seq)
+    return by_video, num_codes, empty
+
+
+def train_embedder(
+    cfg: TrainEmbedderConfig, *, connect: Callable[[], Mapping[str, float]], command: str | None = None
+) -> EmbedderTrainResult:
+    """Train (or continue) the LSTM embedder on Ray Train (``backend=ray``) or in this process.
+
+    Raises:
+        laps_ray.config.ConfigError: ``segments`` or ``output`` missing.
+        FileNotFoundError: no segments.json under ``segments``.
+        TrainingError: no sequences, an output folder holding another run or nothing to resume,
+            too few CPUs, or the training failed.
+    """
+    check(bool(cfg.segments), "segments", "is required (--segments DIR: a segment_folder output)")
+    check(bool(cfg.output), "output", "is required (--output DIR)")
+    t0 = time.time()
+    output = Path(cfg.output).resolve()
+    cfg = dataclasses.replace(cfg, segments=str(Path(cfg.segments).resolve()), output=str(output))
+    by_video, num_codes, empty = load_sequences(cfg.segments)
+    if not by_video:
+        raise TrainingError(f"{cfg.segments}: no segment has a code sequence of 2 or more tokens")
+    train_dirs, val_dirs = split_by_video([Path(v) for v in by_video], cfg.val_fraction, cfg.seed)
+    train = [s for d in train_dirs for s in by_video[str(d)]]
+    val = [s for d in val_dirs for s in by_video[str(d)]]
+    lengths = [len(s) for s in train]
+    max_len = cfg.max_len or max_len_from_lengths(
+        lengths, cfg.max_len_percentile, cfg.max_len_multiple, cfg.max_len_cap
+    )
+    truncated = float(np.mean([n > max_len for n in lengths]))
+    model = EmbedderConfig(
+        num_codes=num_codes,
+        max_len=max_len,
+        embed_dim=cfg.model.embed_dim,
+        num_layers=cfg.model.num_layers,
+        dropout=cfg.model.dropout,
+    )
+    if not val:
+        log.warning("no validation videos: early stopping and best/ use the training loss")
+    prepare_output_dir(output)
+    resume_from, resume_step = _prepare_output(output, cfg)
+    data = {
+        "train_videos": [d.name for d in train_dirs],
+        "val_videos": [d.name for d in val_dirs],
+        "train_sequences": len(train),
+        "val_sequences": len(val),
+        "skipped_short_segments": empty,
+        "num_codes": num_codes,
+        "max_len": max_len,
+        "truncated_fraction": round(truncated, 4),
+        "length_percentiles": {str(p): float(np.percentile(lengths, p)) for p in (10, 50, 90, 98, 100)},
+    }
+    manifest = RunManifest.create(output, "train_embedder", cfg, command=command, data=data)
+    resources = connect() if cfg.backend == "ray" else None
+    use_gpu = _use_gpu(cfg, resources)
+    spec = EmbedderSpec(cfg, model, train, val, resume_from, {"command": command, **data}, use_gpu)
+    log.info(
+        "training the LSTM embedder on %d sequences (%d videos), validating on %d (%d videos); "
+        "max_len %d (%.1f%% truncated), %d codes, backend=%s",
+        len(train),
+        len(train_dirs),
+        len(val),
+        len(val_dirs),
+        max_len,
+        100 * truncated,
+        num_codes,
+        cfg.backend,
+    )
+    try:
+        if resources is None:
+            run_embedder_local(spec, RunRecorder(output, keep=cfg.keep_checkpoints, resume_step=resume_step))
+        else:
+            _fit_with_ray(cfg, spec, resume_step, use_gpu, float(resources.get("CPU", 0)))
+    except FloatingPointError as exc:
+        raise TrainingError(str(exc)) from exc
+    seconds = time.time() - t0
+    reports = read_metrics(output)
+    try:
+        summary = summarize(reports, output)
+    except ValueError as exc:
+        raise TrainingError(f"{output / METRICS_FILE}: {exc}") from exc
+    for key in ("codebook", "collapse_warning", "collapse_warning_epochs"):
+        summary.pop(key, None)  # tokenizer-only fields of the shared summary
+    summary.update(
+        early_stopped=bool(summary["final"].get("early_stop")),
+        data=data,
+        backend=cfg.backend,
+        wall_seconds=round(seconds, 1),
+        command=command,
+    )
+    write_json_atomic(output / SUMMARY_FILE, summary)
+    plot_embedder_curves(reports, output / CURVES_FILE)
+    manifest.extra["summary"] = {
+        k: summary[k] for k in ("epochs_completed", "steps", "best", "early_stopped")
+    }
+    manifest.write(finished=True)
+    workers = cfg.num_workers if cfg.backend == "ray" else 1
+    return EmbedderTrainResult(output, summary, seconds, cfg.backend, workers, use_gpu)
+
+
+def _prepare_output(output: Path, cfg: TrainEmbedderConfig) -> tuple[str | None, int | None]:
+    """``(checkpoint to resume from, its step)``; refuse to mix a new run into an old one."""
+    earlier = (output / METRICS_FILE).exists() or (output / LATEST_FILE).exists()
+    if not cfg.resume:
+        if earlier:
+            raise TrainingError(
+                f"{output} already holds a training run ({METRICS_FILE}); "
+                "pass --resume or choose a new --output"
+            )
+        return None, None
+    latest = latest_checkpoint(output)
+    if latest is None:
+        raise TrainingError(f"{output}: nothing to resume (no '{LATEST_FILE}' pointer); drop --resume")
+    if "://" in latest:
+        return latest, None
+    try:
+        step = int(read_meta(latest)["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
+        raise TrainingError(f"{latest}: cannot resume from this checkpoint ({exc})") from exc
+    log.info("resuming from %s (step %d)", latest, step)
+    return latest, step
+
+
+def _use_gpu(cfg: TrainEmbedderConfig, resources: Mapping[str, float] | None) -> bool:
+    if cfg.use_gpu == "false":
+        return False
+    if resources is None:
+        import torch
+
+        have = torch.cuda.is_available()
+    else:
+        have = float(resources.get("GPU", 0)) > 0
+    if cfg.use_gpu == "true" and not have:
+        raise TrainingError("use_gpu=true but no GPU is available (use_gpu=auto trains on CPU then)")
+    return have
+
+
+def _fit_with_ray(
+    cfg: TrainEmbedderConfig, spec: EmbedderSpec, resume_step: int | None, use_gpu: bool, cpus: float
+) -> Any:
+    """A ``TorchTrainer`` (Train V2; gloo on CPU, nccl on GPU) running :func:`embedder_train_loop`."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    need = cfg.num_workers * cfg.cpus_per_worker
+    if need > cpus + 1e-9:
+        # Ray would wait for the CPUs forever on a fixed-size cluster.
+        raise TrainingError(
+            f"num_workers={cfg.num_workers} x cpus_per_worker={cfg.cpus_per_worker} needs {need:g} CPUs "
+            f"but the cluster has {cpus:g}; lower num_workers or cpus_per_worker"
+        )
+    resources: dict[str, float] = {"CPU": cfg.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker
+    storage = cfg.storage_path or cfg.output
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    trainer = TorchTrainer(
+        embedder_train_loop,
+        train_loop_config={"spec": spec},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=CHECKPOINTS_DIR,
+            storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            callbacks=[recorder_callback(cfg.output, 0, resume_step)],
+        ),
+    )
+    try:
+        return trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise TrainingError(f"training failed: {lines[-1] if lines else type(exc).__name__}") from exc
+
+
+def plot_embedder_curves(reports: list[dict[str, Any]], path: str | Path) -> None:
+    """Two panels vs epoch: next-token loss (train, val) and accuracy (train, val); best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = epoch_records(reports)
+    if not epochs:
+        raise ValueError("nothing to plot: no epoch report")
+    ep = [r["epoch"] for r in epochs]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, name in zip(axes, ("loss", "accuracy")):
+        for split, style in (("train", "o-"), ("val", "s-")):
+            ys = [r.get(f"{split}/{name}") for r in epochs]
+            if any(y is not None for y in ys):
+                ax.plot(ep, [float("nan") if y is None else y for y in ys], style, label=split)
+        ax.set(xlabel="epoch", ylabel=f"next-token {name}", title=f"next-token {name}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    scored = [(r.get("val/loss", r.get("train/loss")), r["epoch"]) for r in epochs]
+    best = min((s for s in scored if s[0] is not None), default=None)
+    if best is not None:
+        axes[0].axvline(best[1], color="gray", ls="--", lw=1)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
