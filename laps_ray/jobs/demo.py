@@ -20,6 +20,8 @@ Steps, each a real job run in this process on one Ray instance (outputs under ``
 5. ``eval/``: ``evaluate`` against the ground truth (boundary F1, F1@k, Edit, MoF, mAP).
 6. ``sweep/``: ``sweep_thresholds`` — Ray Tune over segmentation settings on the cached energies
    with the ground truth (no video decoded again) → ``best.yaml``.
+7. ``clusters/``: ``cluster`` — the segments' latent action codes grouped into primitives (k chosen
+   by silhouette), scored against the planted kinds, and ``report.html`` with the clips per cluster.
 
 A re-run reuses every step whose outputs exist.
 """
@@ -115,18 +117,18 @@ def _sample_videos(cfg: DemoJobConfig, out: Path) -> dict[str, Any]:
 
 def run(cfg: DemoJobConfig) -> DemoResult:
     """Run every step (see the module docstring); the first Ray step starts (or joins) Ray."""
-    from laps_ray.jobs import evaluate, preprocess, segment_folder, sweep_thresholds
+    from laps_ray.jobs import cluster, evaluate, preprocess, segment_folder, sweep_thresholds
 
     t0 = time.time()
     out = prepare_output_dir(cfg.output)
     steps: dict[str, dict[str, Any]] = {}
     actors = [f"resources.num_actors={cfg.num_actors}"]
 
-    log.info("1/6 sample videos")
+    log.info("1/7 sample videos")
     steps["videos"] = _sample_videos(cfg, out)
     videos, gt = out / "videos", out / "gt"
 
-    log.info("2/6 preprocess (point tracks)")
+    log.info("2/7 preprocess (point tracks)")
     pre = preprocess.run(
         load_config(
             preprocess.PreprocessJobConfig, None, [f"input={videos}", f"output={out / 'tracks'}", *actors]
@@ -138,7 +140,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     if cfg.train:
         from laps_ray.jobs import train_tokenizer
 
-        log.info("3/6 train_tokenizer")
+        log.info("3/7 train_tokenizer")
         tcfg = load_config(
             train_tokenizer.TrainTokenizerConfig,
             None,
@@ -153,7 +155,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     common = [f"energy.source={cfg.energy_source}", *actors]
     if checkpoint:
         common.append(f"tokenizer.checkpoint={checkpoint}")
-    log.info("4/6 segment_folder (one pass: the threshold is calibrated in the run, no labels)")
+    log.info("4/7 segment_folder (one pass: the threshold is calibrated in the run, no labels)")
     seg = segment_folder.run(
         load_config(
             segment_folder.SegmentJobConfig,
@@ -169,7 +171,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
         "threshold": threshold,
     }
 
-    log.info("5/6 evaluate against the ground truth")
+    log.info("5/7 evaluate against the ground truth")
     ev = evaluate.run(
         load_config(
             evaluate.EvaluateJobConfig,
@@ -180,7 +182,7 @@ def run(cfg: DemoJobConfig) -> DemoResult:
     metrics = dict(ev.summary)
     steps["evaluate"] = {"output": str(out / "eval"), "metrics_md": str(out / "eval" / "metrics.md")}
 
-    log.info("6/6 sweep_thresholds on cached energies (Ray Tune, ground truth)")
+    log.info("6/7 sweep_thresholds on cached energies (Ray Tune, ground truth)")
     sw = sweep_thresholds.run(
         load_config(
             sweep_thresholds.SweepJobConfig,
@@ -195,6 +197,22 @@ def run(cfg: DemoJobConfig) -> DemoResult:
         )
     )
     steps["sweep_thresholds"] = {"best_yaml": str(out / "sweep" / "best.yaml"), "best": sw.best}
+
+    log.info("7/7 cluster the segments' latent action codes (report.html)")
+    cl = cluster.run(
+        load_config(
+            cluster.ClusterJobConfig,
+            None,
+            [f"segments={out / 'segments'}", f"output={out / 'clusters'}", f"labels={gt}", *actors],
+        )
+    )
+    labels = cl.metrics.get("labels") or {}
+    steps["cluster"] = {
+        "report": str(out / "clusters" / "report.html"),
+        "k": cl.metrics.get("k"),
+        "ari": labels.get("ari"),
+        "silhouette": (cl.metrics.get("internal") or {}).get("silhouette"),
+    }
 
     result = DemoResult(out, steps, metrics, time.time() - t0)
     write_json_atomic(
@@ -232,6 +250,10 @@ def summary(r: DemoResult) -> str:
     lines.append(
         f"  sweep:       {s['sweep_thresholds']['best_yaml']} {json.dumps(best.get('score', best))[:200]}"
     )
+    c = s.get("cluster")
+    if c:
+        ari = "n/a" if c["ari"] is None else f"{c['ari']:.2f}"
+        lines.append(f"  clusters:    {c['report']} (k={c['k']}, ARI vs the planted kinds {ari})")
     return "\n".join(lines)
 
 
