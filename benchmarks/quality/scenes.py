@@ -13,7 +13,7 @@ from typing import Any
 
 from laps_ray.io.atomic import write_json_atomic
 from laps_ray.io.scene_render import make_scene_video
-from laps_ray.io.synthetic_scenes import SceneSpec, distractors_for
+from laps_ray.io.synthetic_scenes import SceneSpec, distractors_for, recorded_spec_matches
 
 log = logging.getLogger("bench.quality.scenes")
 
@@ -51,15 +51,6 @@ def gt_dir(out: Path, setting: str) -> Path:
     return out / "gt" / setting
 
 
-def _same_spec(gt_path: Path, spec: SceneSpec) -> bool:
-    try:
-        scene = dict(json.loads(gt_path.read_text()).get("scene", {}))
-    except (OSError, ValueError):
-        return False
-    scene.pop("photos", None)
-    return scene == spec.to_dict()
-
-
 def _make(job: tuple[str, str, float, float, int, str]) -> dict[str, Any]:
     video, gt_path, duration, fps, seed, setting = job
     spec = SceneSpec(duration_s=duration, fps=fps, seed=seed, distractors=distractors_for(setting))
@@ -83,7 +74,7 @@ def make_videos(
             stem = f"scene_{k:02d}"
             video, gt_path = video_dir(out, setting) / f"{stem}.mp4", gt_dir(out, setting) / f"{stem}.json"
             spec = SceneSpec(duration_s=duration, fps=fps, seed=k, distractors=distractors_for(setting))
-            if not (video.is_file() and _same_spec(gt_path, spec)):
+            if not (video.is_file() and recorded_spec_matches(gt_path, spec)):
                 video.parent.mkdir(parents=True, exist_ok=True)
                 gt_path.parent.mkdir(parents=True, exist_ok=True)
                 video.unlink(missing_ok=True)

@@ -147,6 +147,19 @@ class SceneSpec:
         return d
 
 
+def recorded_spec_matches(gt_path: Path, spec: SceneSpec) -> bool:
+    """Whether the ground truth at ``gt_path`` records this scene spec (a video made from it can be
+    reused); False when the file is missing or unreadable."""
+    import json
+
+    try:
+        scene = dict(json.loads(gt_path.read_text()).get("scene", {}))
+    except (OSError, ValueError):
+        return False
+    scene.pop("photos", None)
+    return scene == spec.to_dict()
+
+
 def distractors_for(setting: str) -> tuple[str, ...]:
     """The distractors of a benchmark setting: ``none``, one of :data:`DISTRACTORS`, or ``all``."""
     if setting == "none":

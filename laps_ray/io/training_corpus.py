@@ -22,7 +22,6 @@ Existing files are reused (a scene is remade when its recorded spec differs).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -34,7 +33,7 @@ from laps_ray.io.atomic import write_json_atomic
 from laps_ray.io.registry_footage import materialize
 from laps_ray.io.scene_render import make_scene_video
 from laps_ray.io.synthetic import default_bursts, make_action_video
-from laps_ray.io.synthetic_scenes import SETTINGS, SceneSpec, distractors_for
+from laps_ray.io.synthetic_scenes import SETTINGS, SceneSpec, distractors_for, recorded_spec_matches
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +64,6 @@ class CorpusSpec:
 def scene_setting(k: int) -> str:
     """Distractor setting of scene ``k`` (cycles over clean, each distractor alone, all)."""
     return SETTINGS[k % len(SETTINGS)]
-
-
-def _same_spec(gt_path: Path, spec: SceneSpec) -> bool:
-    try:
-        scene = dict(json.loads(gt_path.read_text()).get("scene", {}))
-    except (OSError, ValueError):
-        return False
-    scene.pop("photos", None)
-    return scene == spec.to_dict()
 
 
 def _make(job: tuple[str, Any, str | None]) -> None:
@@ -110,7 +100,7 @@ def make_corpus(out: str | Path, spec: CorpusSpec | None = None, jobs: int = 2) 
         seed, setting = spec.first_seed + k, scene_setting(k)
         scene = SceneSpec(duration_s=spec.scene_seconds, seed=seed, distractors=distractors_for(setting))
         path, gt = videos / f"scene_{seed:03d}_{setting}.mp4", gts / f"scene_{seed:03d}_{setting}.json"
-        if not (path.is_file() and _same_spec(gt, scene)):
+        if not (path.is_file() and recorded_spec_matches(gt, scene)):
             todo.append((str(path), scene, str(gt)))
     for k in range(spec.num_samples):
         seed = spec.first_sample_seed + k

@@ -146,12 +146,23 @@ class TrainTokenizerConfig(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self.backend, BACKENDS, "backend")
-        check_choice(self.use_gpu, GPU_CHOICES, "use_gpu")
-        check(self.num_workers >= 1, "num_workers", f"must be >= 1, got {self.num_workers}")
-        check(self.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
-        check(self.gpus_per_worker > 0, "gpus_per_worker", f"must be > 0, got {self.gpus_per_worker}")
-        check(self.keep_checkpoints >= 0, "keep_checkpoints", f"must be >= 0, got {self.keep_checkpoints}")
+        check_run_resources(self)
+
+
+def check_run_resources(cfg: Any) -> None:
+    """The checks of a training run's backend and Ray Train resources (tokenizer and embedder runs):
+    ``backend``, ``use_gpu``, ``num_workers``, ``cpus_per_worker``, ``gpus_per_worker``,
+    ``keep_checkpoints``.
+
+    Raises:
+        laps_ray.config.ConfigError: naming the key and the reason.
+    """
+    check_choice(cfg.backend, BACKENDS, "backend")
+    check_choice(cfg.use_gpu, GPU_CHOICES, "use_gpu")
+    check(cfg.num_workers >= 1, "num_workers", f"must be >= 1, got {cfg.num_workers}")
+    check(cfg.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {cfg.cpus_per_worker}")
+    check(cfg.gpus_per_worker > 0, "gpus_per_worker", f"must be > 0, got {cfg.gpus_per_worker}")
+    check(cfg.keep_checkpoints >= 0, "keep_checkpoints", f"must be >= 0, got {cfg.keep_checkpoints}")
 
 
 def resolve_model_name(

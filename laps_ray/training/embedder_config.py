@@ -1,14 +1,12 @@
-"""The ``train_embedder`` config (``configs/train_embedder.yaml``). No Ray, no torch."""
+"""The ``train_embedder`` config (``configs/train_embedder.yaml``). No Ray."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from laps_ray.config import check, check_choice
+from laps_ray.config import check
+from laps_ray.training.config import check_run_resources
 from laps_ray.training.steps import OptimConfig
-
-BACKENDS = ("ray", "local")
-GPU_CHOICES = ("auto", "true", "false")
 
 
 @dataclasses.dataclass
@@ -103,9 +101,4 @@ class TrainEmbedderConfig:
         check(self.patience >= 0, "patience", f"must be >= 0 (0 = off), got {self.patience}")
         check(self.min_delta >= 0, "min_delta", f"must be >= 0, got {self.min_delta}")
         check(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
-        check_choice(self.backend, BACKENDS, "backend")
-        check_choice(self.use_gpu, GPU_CHOICES, "use_gpu")
-        check(self.num_workers >= 1, "num_workers", f"must be >= 1, got {self.num_workers}")
-        check(self.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
-        check(self.gpus_per_worker > 0, "gpus_per_worker", f"must be > 0, got {self.gpus_per_worker}")
-        check(self.keep_checkpoints >= 0, "keep_checkpoints", f"must be >= 0, got {self.keep_checkpoints}")
+        check_run_resources(self)

@@ -24,26 +24,23 @@ import numpy as np
 from laps_ray.config import check
 from laps_ray.core.sequence_features import max_len_from_lengths
 from laps_ray.io.atomic import atomic_path, prepare_output_dir, write_json_atomic
-from laps_ray.io.checkpoints import CheckpointError, read_meta
 from laps_ray.io.run_manifest import RunManifest
 from laps_ray.io.segment_codes import find_segments, read_sequence
 from laps_ray.io.track_store import split_by_video
 from laps_ray.models.embedder import EmbedderConfig
 from laps_ray.training.embedder_config import TrainEmbedderConfig
 from laps_ray.training.embedder_loop import EmbedderSpec, embedder_train_loop, run_embedder_local
-from laps_ray.training.fit import TrainingError, recorder_callback
+from laps_ray.training.fit import TrainingError, fit_with_ray
 from laps_ray.training.report import (
-    CHECKPOINTS_DIR,
     CURVES_FILE,
-    LATEST_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
     RunRecorder,
     epoch_records,
-    latest_checkpoint,
     read_metrics,
     summarize,
 )
+from laps_ray.training.run import prepare_output, use_gpu_for
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +109,7 @@ def train_embedder(
     if not val:
         log.warning("no validation videos: early stopping and best/ use the training loss")
     prepare_output_dir(output)
-    resume_from, resume_step = _prepare_output(output, cfg)
+    resume_from, resume_step = prepare_output(output, cfg)
     data = {
         "train_videos": [d.name for d in train_dirs],
         "val_videos": [d.name for d in val_dirs],
@@ -126,7 +123,7 @@ def train_embedder(
     }
     manifest = RunManifest.create(output, "train_embedder", cfg, command=command, data=data)
     resources = connect() if cfg.backend == "ray" else None
-    use_gpu = _use_gpu(cfg, resources)
+    use_gpu = use_gpu_for(cfg, resources)
     spec = EmbedderSpec(cfg, model, train, val, resume_from, {"command": command, **data}, use_gpu)
     log.info(
         "training the LSTM embedder on %d sequences (%d videos), validating on %d (%d videos); "
@@ -144,7 +141,8 @@ def train_embedder(
         if resources is None:
             run_embedder_local(spec, RunRecorder(output, keep=cfg.keep_checkpoints, resume_step=resume_step))
         else:
-            _fit_with_ray(cfg, spec, resume_step, use_gpu, float(resources.get("CPU", 0)))
+            cpus = float(resources.get("CPU", 0))
+            fit_with_ray(cfg, spec, resume_step, use_gpu, cpus, loop=embedder_train_loop)
     except FloatingPointError as exc:
         raise TrainingError(str(exc)) from exc
     seconds = time.time() - t0
@@ -170,85 +168,6 @@ def train_embedder(
     manifest.write(finished=True)
     workers = cfg.num_workers if cfg.backend == "ray" else 1
     return EmbedderTrainResult(output, summary, seconds, cfg.backend, workers, use_gpu)
-
-
-def _prepare_output(output: Path, cfg: TrainEmbedderConfig) -> tuple[str | None, int | None]:
-    """``(checkpoint to resume from, its step)``; refuse to mix a new run into an old one."""
-    earlier = (output / METRICS_FILE).exists() or (output / LATEST_FILE).exists()
-    if not cfg.resume:
-        if earlier:
-            raise TrainingError(
-                f"{output} already holds a training run ({METRICS_FILE}); "
-                "pass --resume or choose a new --output"
-            )
-        return None, None
-    latest = latest_checkpoint(output)
-    if latest is None:
-        raise TrainingError(f"{output}: nothing to resume (no '{LATEST_FILE}' pointer); drop --resume")
-    if "://" in latest:
-        return latest, None
-    try:
-        step = int(read_meta(latest)["step"])
-    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
-        raise TrainingError(f"{latest}: cannot resume from this checkpoint ({exc})") from exc
-    log.info("resuming from %s (step %d)", latest, step)
-    return latest, step
-
-
-def _use_gpu(cfg: TrainEmbedderConfig, resources: Mapping[str, float] | None) -> bool:
-    if cfg.use_gpu == "false":
-        return False
-    if resources is None:
-        import torch
-
-        have = torch.cuda.is_available()
-    else:
-        have = float(resources.get("GPU", 0)) > 0
-    if cfg.use_gpu == "true" and not have:
-        raise TrainingError("use_gpu=true but no GPU is available (use_gpu=auto trains on CPU then)")
-    return have
-
-
-def _fit_with_ray(
-    cfg: TrainEmbedderConfig, spec: EmbedderSpec, resume_step: int | None, use_gpu: bool, cpus: float
-) -> Any:
-    """A ``TorchTrainer`` (Train V2; gloo on CPU, nccl on GPU) running :func:`embedder_train_loop`."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    need = cfg.num_workers * cfg.cpus_per_worker
-    if need > cpus + 1e-9:
-        # Ray would wait for the CPUs forever on a fixed-size cluster.
-        raise TrainingError(
-            f"num_workers={cfg.num_workers} x cpus_per_worker={cfg.cpus_per_worker} needs {need:g} CPUs "
-            f"but the cluster has {cpus:g}; lower num_workers or cpus_per_worker"
-        )
-    resources: dict[str, float] = {"CPU": cfg.cpus_per_worker}
-    if use_gpu:
-        resources["GPU"] = cfg.gpus_per_worker
-    storage = cfg.storage_path or cfg.output
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())
-    trainer = TorchTrainer(
-        embedder_train_loop,
-        train_loop_config={"spec": spec},
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources
-        ),
-        run_config=ray.train.RunConfig(
-            name=CHECKPOINTS_DIR,
-            storage_path=storage,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
-            callbacks=[recorder_callback(cfg.output, 0, resume_step)],
-        ),
-    )
-    try:
-        return trainer.fit()
-    except ray.train.TrainingFailedError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise TrainingError(f"training failed: {lines[-1] if lines else type(exc).__name__}") from exc
 
 
 def plot_embedder_curves(reports: list[dict[str, Any]], path: str | Path) -> None:

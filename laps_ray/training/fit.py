@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ def fit_with_ray(
     use_gpu: bool,
     cluster_cpus: float,
     extra_callbacks: Sequence[Any] = (),
+    loop: Callable[[dict[str, Any]], None] | None = None,
 ) -> Any:
     """Run the ``TorchTrainer`` (Train V2) on the connected Ray cluster; returns its ``Result``.
 
@@ -63,6 +64,9 @@ def fit_with_ray(
         use_gpu: one ``gpus_per_worker`` per worker, nccl and AMP.
         cluster_cpus: CPUs of the cluster; a run that needs more is refused instead of waiting forever.
         extra_callbacks: more ``ray.train.UserCallback``s (a sweep trial passes Tune's).
+        loop: ``train_loop_per_worker`` taking ``{"spec": spec}`` (default :func:`ray_train_loop`,
+            the tokenizer's; the LSTM embedder passes its own). ``cfg`` may be any run config with
+            the same resource and storage fields.
 
     Raises:
         TrainingError: not enough CPUs, or a worker failed (its last error line).
@@ -84,7 +88,7 @@ def fit_with_ray(
     if "://" not in storage:
         storage = str(Path(storage).resolve())
     trainer = TorchTrainer(
-        ray_train_loop,
+        loop or ray_train_loop,
         train_loop_config={"spec": spec},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(

@@ -104,7 +104,7 @@ def train(
             cfg.val_fraction,
         )
     prepare_output_dir(output)  # a one-line error before anything is written or deleted
-    resume_from, resume_step = _prepare_output(output, cfg)
+    resume_from, resume_step = prepare_output(output, cfg)
     manifest = RunManifest.create(
         output,
         "train_tokenizer",
@@ -114,7 +114,7 @@ def train(
         resume_from=resume_from,
     )
     resources = connect() if cfg.backend == "ray" else None
-    use_gpu = _use_gpu(cfg, resources)
+    use_gpu = use_gpu_for(cfg, resources)
     workers = cfg.num_workers if cfg.backend == "ray" else 1
     spec = WorkerSpec(
         settings=cfg,
@@ -201,8 +201,12 @@ def with_init_model(cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
     return dataclasses.replace(cfg, model=model, init_from=str(path))
 
 
-def _prepare_output(output: Path, cfg: TrainTokenizerConfig) -> tuple[str | None, int | None]:
-    """``(checkpoint to resume from, its step)`` for ``--resume``; refuse to mix a new run into an old one."""
+def prepare_output(output: Path, cfg: Any) -> tuple[str | None, int | None]:
+    """``(checkpoint to resume from, its step)`` for ``--resume``; refuse to mix a new run into an old one.
+
+    ``cfg`` is any training run's config with ``resume`` and ``storage_path`` (the tokenizer's and
+    the embedder's runs share this rule).
+    """
     storage = Path(cfg.storage_path) if cfg.storage_path and "://" not in cfg.storage_path else output
     ckpts = storage / CHECKPOINTS_DIR
     earlier = (
@@ -232,8 +236,8 @@ def _prepare_output(output: Path, cfg: TrainTokenizerConfig) -> tuple[str | None
     return latest, step
 
 
-def _use_gpu(cfg: TrainTokenizerConfig, resources: Mapping[str, float] | None) -> bool:
-    """Whether to train on GPUs: ``use_gpu`` against the cluster's GPUs (in-process: this machine's)."""
+def use_gpu_for(cfg: Any, resources: Mapping[str, float] | None) -> bool:
+    """Whether to train on GPUs: ``cfg.use_gpu`` against the cluster's GPUs (in-process: this machine's)."""
     if cfg.use_gpu == "false":
         return False
     if resources is None:

@@ -26,9 +26,7 @@ def _batch(tracks: np.ndarray, vis: np.ndarray | None = None) -> dict[str, torch
 
 
 def _metrics(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    sums = reconstruction_sums(
-        logits, batch["targets"], batch["vel"], batch["px_per_unit"], batch["vis"], 15
-    )
+    sums = reconstruction_sums(logits, batch["targets"], batch["vel"], batch["px_per_unit"], batch["vis"], 15)
     assert sums.shape == (len(RECON_FIELDS),)
     return reconstruction_metrics(sums)
 

@@ -16,11 +16,11 @@ from laps_ray.io.checkpoints import load_tokenizer, read_meta, save_tokenizer
 from laps_ray.io.track_store import list_track_files, load_windows
 from laps_ray.jobs.train_tokenizer import main, run, summary_line
 from laps_ray.models.losses import displacement_classes
+from laps_ray.models.recon_metrics import classes_to_displacement
 from laps_ray.training.config import load_train_config
 from laps_ray.training.data import shard_batches, shard_indices, steps_per_epoch, window_arrays
 from laps_ray.training.fit import TrainingError
 from laps_ray.training.report import epoch_records, read_metrics
-from laps_ray.models.recon_metrics import classes_to_displacement
 from laps_ray.training.steps import lr_factor, scale_input_projection
 
 # ----------------------------------------------------------------------------------- pure helpers
