@@ -46,7 +46,10 @@ class Preprocessor:
         if self.l2_before:
             x = l2_normalize(x)
         if self.pca_components is not None:
-            x = ((x - self.pca_mean) @ self.pca_components.T).astype(np.float32)
+            # float64 product rounded to float32: a segment's row is the same whatever the batch around
+            # it (a float32 GEMM's rounding depends on the batch size: the live path assigns one at a time)
+            centred = x.astype(np.float64) - self.pca_mean
+            x = (centred @ self.pca_components.T.astype(np.float64)).astype(np.float32)
         if self.l2_after:
             x = l2_normalize(x)
         return x

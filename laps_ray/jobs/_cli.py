@@ -69,6 +69,7 @@ REPORT_KEY = Flag(
 NUM_ACTORS = Flag("--num-actors", "resources.num_actors", "actors (default: fill the cluster)", type=int)
 STRICT = Flag("--strict", "strict", "exit non-zero if any video failed", switch=True)
 OVERWRITE = Flag("--overwrite", "overwrite", "redo complete outputs too", switch=True)
+CLUSTERS = Flag("--clusters", "clusters", "a cluster run: assign every segment to its fitted clusters")
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,9 @@ On a cluster (same command after ``--``)::
 Flags: ``--checkpoint DIR`` (default the shipped ``laps_ray/assets/tokenizer_small``), ``--report FILE
 --report-key KEY`` or ``segmentation.threshold=X`` (never both, never a silent default), ``--config FILE``
 (``configs/segment_folder.yaml``, or sweep_thresholds' ``best.yaml``), ``--num-actors N``,
-``--shard-seconds S`` (0 = one shard per video), ``--strict``, ``--overwrite``, ``key.sub=value``.
+``--shard-seconds S`` (0 = one shard per video), ``--strict``, ``--overwrite``, ``--clusters RUN_DIR``
+(a ``cluster`` run: every segment gets ``cluster``, ``cluster_confidence`` and ``cluster_outlier`` in
+segments.json from its fitted model), ``key.sub=value``.
 
 Work: everything is checked first (threshold, checkpoint loaded once, input, output), then Ray starts.
 Complete videos (``segments.json`` with the same digests) are skipped; the others are planned from
@@ -45,6 +47,7 @@ from laps_ray.jobs import _cli as cli
 from laps_ray.jobs import _runtime as rt
 from laps_ray.jobs import _segment_run as sr
 from laps_ray.jobs._cli import Flag, run_job
+from laps_ray.pipeline.cluster_assignment import assign_folder, check_cluster_model
 from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.pipeline.resolve import resolve_run
 
@@ -63,6 +66,7 @@ class SegmentJobConfig(PipelineConfig):
     report_key: str = ""
     strict: bool = False
     overwrite: bool = False
+    clusters: str = ""
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     testing: FaultInjectionConfig = field(default_factory=FaultInjectionConfig)
 
@@ -85,6 +89,7 @@ class SegmentResult:
     seconds: float
     exit_code: int = 0
     items: dict[str, dict] = field(default_factory=dict)
+    clusters: dict[str, int] | None = None
 
 
 def output_names(videos: list[Path], root: Path) -> dict[Path, str]:
@@ -113,6 +118,7 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
     check(bool(cfg.output), "output", "is required (--output DIR)")
     t0 = time.time()
     resolved = resolve_run(cfg, cfg.report, cfg.report_key)  # loads the checkpoint once: fails here
+    clusters = check_cluster_model(cfg.clusters) if cfg.clusters else None  # fails before Ray too
     root = Path(cfg.input)
     listing = rt.list_inputs(root, cfg.decode.exts, cfg.decode.recursive)
     out_dir = prepare_output_dir(cfg.output)
@@ -144,8 +150,9 @@ def run(cfg: SegmentJobConfig) -> SegmentResult:
         manifest.write(finished=True)
     failed, code = manifest.not_done(), manifest.exit_code(cfg.strict)
     done = len(manifest.items) - len(failed)
+    assigned = assign_folder(out_dir, clusters) if clusters is not None else None
     return SegmentResult(
-        out_dir, done, len(skipped), failed, job.windows, time.time() - t0, code, manifest.items
+        out_dir, done, len(skipped), failed, job.windows, time.time() - t0, code, manifest.items, assigned
     )
 
 
@@ -160,6 +167,12 @@ def summary(r: SegmentResult) -> str:
         f"{r.windows} windows in {r.seconds:.1f}s ({wps:.1f} windows/s) -> {r.output} (run.json)"
     )
     lines = [head]
+    if r.clusters is not None:
+        c = r.clusters
+        lines.append(
+            f"  clusters: {c['assigned']} segments of {c['videos']} videos assigned "
+            f"({c['outliers']} outliers) -> cluster, cluster_confidence, cluster_outlier in segments.json"
+        )
     for k, why in sorted(r.failed.items()):
         lines.append(f"  {r.items.get(k, {}).get('status', 'failed')}: {k}: {why}")
     return "\n".join(lines)
@@ -175,6 +188,7 @@ FLAGS = (
     Flag("--shard-seconds", "shard_seconds", "time shard length (0 = none)", type=float),
     cli.STRICT,
     cli.OVERWRITE,
+    cli.CLUSTERS,
 )
 
 

@@ -15,7 +15,9 @@ Flags: ``--source`` (``rtsp://``, ``http(s)://``, ``udp://``, ``tcp://``, ``/dev
 or ``segmentation.threshold=X`` (exactly one, as ``segment_folder``), ``--realtime`` (pace a file like a
 camera: frames released at their timestamps, windows dropped when compute falls behind),
 ``--max-seconds S`` (stop after S seconds of video), ``--name NAME`` (output folder name),
-``--overwrite``, ``--config FILE`` (``configs/stream.yaml``) and ``key.sub=value`` overrides.
+``--overwrite``, ``--clusters RUN_DIR`` (a ``cluster`` run: each segment is assigned to its fitted
+clusters as it closes — ``cluster``, ``cluster_confidence``, ``cluster_outlier`` in segments.json),
+``--config FILE`` (``configs/stream.yaml``) and ``key.sub=value`` overrides.
 
 Outputs: ``<output>/<name>/`` with segment_folder's layout (``segments.json``, ``energy.jsonl`` with every
 window id once — dropped ones flagged ``"dropped": true`` —, ``clips/``, ``codes/``, ``energy.png``,
@@ -71,6 +73,7 @@ class StreamJobConfig(PipelineConfig):
     report: str = ""
     report_key: str = ""
     overwrite: bool = False
+    clusters: str = ""
     stream: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
@@ -105,6 +108,11 @@ def run(
     check(bool(cfg.output), "output", "is required (--output DIR)")
     resolved = resolve_run(cfg, cfg.report, cfg.report_key, load=False)  # the processor loads it below
     cfg = replace(cfg, segmentation=resolved.segmentation)
+    assigner = None
+    if cfg.clusters:  # a bad cluster model fails here, before anything is deleted
+        from laps_ray.pipeline.cluster_assignment import SegmentAssigner, check_cluster_model
+
+        assigner = SegmentAssigner(check_cluster_model(cfg.clusters))
 
     from laps_ray.pipeline.live import run_live
     from laps_ray.pipeline.window_processor import WindowProcessor
@@ -134,7 +142,7 @@ def run(
     ctx = video_context(resolved, name, cfg.source, vdir)
     video_name = name if live else Path(cfg.source).name
     try:
-        summary = run_live(processor, ctx, cfg.decode, cfg.stream, video_name, stop, on_progress)
+        summary = run_live(processor, ctx, cfg.decode, cfg.stream, video_name, stop, on_progress, assigner)
     except VideoError as exc:
         manifest.record(name, {"status": "failed", "reason": exc.reason})
         manifest.write(finished=True)
@@ -216,6 +224,7 @@ FLAGS = (
     Flag("--realtime", "stream.realtime", "pace a file like a camera (drops allowed)", switch=True),
     Flag("--max-seconds", "stream.max_seconds", "stop after S seconds of video", type=float),
     cli.OVERWRITE,
+    cli.CLUSTERS,
 )
 
 

@@ -140,6 +140,40 @@ def test_the_saved_model_assigns_segments_like_the_run(planted_run, tmp_path):
         assign_segments(out, counts, "bow")
 
 
+def test_segment_folder_clusters_flag_writes_each_segments_assignment(planted_run, tmp_path):
+    """``segment_folder --clusters RUN`` (pipeline/cluster_assignment.py): every segments.json entry
+    gets the fitted model's cluster, confidence and outlier flag — the same as the cluster run's own
+    assignments.csv — and a bad model fails before Ray starts."""
+    import shutil
+
+    from laps_ray.io.cluster_model import ClusterModelError
+    from laps_ray.io.cluster_outputs import read_assignments
+    from laps_ray.pipeline.cluster_assignment import assign_folder, check_cluster_model
+
+    run_dir = tmp_path / "fit"
+    _cluster(planted_run, run_dir, "features=tfidf", "cluster.k=4")
+    segs = tmp_path / "new_run"
+    shutil.copytree(planted_run["segments"], segs)
+    counts = assign_folder(segs, check_cluster_model(run_dir))
+    assert counts == {"videos": 6, "segments": 96, "assigned": 96, "outliers": counts["outliers"]}
+    want = {
+        (r["video"], r["segment"]): int(r["cluster"]) for r in read_assignments(run_dir / "assignments.csv")
+    }
+    got = {}
+    for doc_path in sorted(segs.rglob("segments.json")):
+        doc = json.loads(doc_path.read_text())
+        assert doc["format"] and doc["clusters"]["features"] == "tfidf"
+        for seg in doc["segments"]:
+            assert 0.0 <= seg["cluster_confidence"] <= 1.0 and isinstance(seg["cluster_outlier"], bool)
+            got[(doc["video"], seg["label"])] = seg["cluster"]
+    assert got == want
+    before = {p: p.read_bytes() for p in segs.rglob("segments.json")}
+    assign_folder(segs, check_cluster_model(run_dir))  # assigning again changes nothing
+    assert {p: p.read_bytes() for p in segs.rglob("segments.json")} == before
+    with pytest.raises(ClusterModelError, match="nope"):
+        check_cluster_model(tmp_path / "nope")
+
+
 def test_report_is_written_and_every_file_it_references_exists(planted_run, tmp_path):
     out = tmp_path / "rep"
     cfg = load_config(

@@ -53,6 +53,9 @@ def test_threshold_errors_stop_before_any_work(segment_inputs, tmp_path, capsys)
     code, err = fails("--report", str(report), "--report-key", "velocity.raw.best_f1.thr")
     assert code == 2 and "energy.source" in err  # a velocity threshold for a motion energy
     assert not out.exists()
+    code, err = fails("--clusters", str(tmp_path / "no_cluster_run"))  # a cluster model that is not there
+    assert code == 1 and "no_cluster_run" in err and "cluster model" in err
+    assert not out.exists()
 
 
 def test_report_threshold_and_sweep_best_yaml_are_accepted(segment_inputs, tmp_path):

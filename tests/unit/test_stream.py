@@ -164,3 +164,39 @@ def test_source_names_and_redaction():
     assert not live.is_live_source("videos/a.mp4")
     rc = live.ReconnectConfig(backoff_initial_s=0.5, backoff_max_s=3.0)
     assert [rc.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+
+
+def test_stream_assigns_each_closed_segment_like_segment_folder_clusters(stream_assets, tmp_path):
+    """``stream --clusters RUN``: every segment gets the fitted model's answer as it closes — the same
+    ``cluster`` / ``cluster_confidence`` / ``cluster_outlier`` that ``segment_folder --clusters`` writes."""
+    from discovery_helpers import write_planted_outputs
+
+    from laps_ray.jobs import cluster
+    from laps_ray.pipeline.cluster_assignment import ASSIGNMENT_KEYS, assign_folder, check_cluster_model
+
+    folder = tmp_path / "folder"
+    ref = _segment_folder_local(stream_assets, folder)
+    # a model fitted on other segments of a tokenizer with the same code count (1920): 4 planted kinds
+    planted, _ = write_planted_outputs(tmp_path / "planted")
+    fit = tmp_path / "fit"
+    cluster.run(
+        load_config(
+            cluster.ClusterJobConfig,
+            None,
+            [f"segments={planted}", f"output={fit}", "backend=local", "cluster.k=4", "umap.enabled=false"],
+        )
+    )
+    res = stream.run(stream_cfg(stream_assets, stream_assets["video"], tmp_path / "s", f"clusters={fit}"))
+    assert res.exit_code == 0
+    assign_folder(folder, check_cluster_model(fit))
+    a = json.loads((tmp_path / "s" / stream_assets["video"].stem / "segments.json").read_text())
+    b = json.loads((ref / "segments.json").read_text())
+    assert a["clusters"] == b["clusters"] and len(a["segments"]) == len(b["segments"]) >= 2
+    assigned = [{k: s[k] for k in ASSIGNMENT_KEYS} for s in a["segments"]]
+    assert assigned == [{k: s[k] for k in ASSIGNMENT_KEYS} for s in b["segments"]]
+    assert {s["cluster"] for s in a["segments"]} <= {
+        0,
+        1,
+        2,
+        3,
+    }  # each segment got one of the fitted clusters

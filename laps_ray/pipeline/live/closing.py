@@ -36,6 +36,8 @@ import numpy as np
 from laps_ray.core import changepoint as cpm
 from laps_ray.core import segmentation as segm
 from laps_ray.io import exports as ex
+from laps_ray.io.segment_codes import SegmentRef
+from laps_ray.pipeline.cluster_assignment import SegmentAssigner
 from laps_ray.pipeline.live.clips import ClipJob, FrameRing
 from laps_ray.pipeline.live.source import LiveTimeline
 from laps_ray.pipeline.live.source_view import HeldWindow
@@ -86,6 +88,7 @@ class ClipBook:
     fps_hint: Callable[[], float]
     L: int
     D: int
+    assigner: SegmentAssigner | None
 
     # -- closing
 
@@ -122,6 +125,8 @@ class ClipBook:
             meta = sidecar_meta(self.video_name, seg, vw, sel, self.ctx)
             ex.write_codes_sidecar(self.out / ex.CODES_DIR, label, meta, vectors)
         rec = segment_record(seg, exp, sel)
+        if self.assigner is not None:
+            rec.update(self._assign(rec, seg))
         if c.clip is not None:
             c.clip.end_src = seg.end_frame
             self._feed(c.clip, seg.end_frame + 1)
@@ -137,6 +142,20 @@ class ClipBook:
             seg.end_frame,
             ev.reason,
         )
+
+    def _assign(self, rec: dict[str, Any], seg: Any) -> dict[str, Any]:
+        """The fitted clusters' answer for a segment just closed (its codes sidecar is written)."""
+        ref = SegmentRef(
+            video=self.video_name,
+            video_dir=str(self.out),
+            segment=rec["label"],
+            start_sec=float(seg.start_sec),
+            end_sec=float(seg.end_sec),
+            codes=str(self.out / rec["codes"]) if rec.get("codes") else None,
+            clip=None,
+            stride=self.ctx.stride,
+        )
+        return self.assigner.assign([ref])[0]
 
     def _collect(self, block: bool) -> None:
         """Move kept segments whose clip is encoded into ``records`` (in order) and rewrite segments.json."""

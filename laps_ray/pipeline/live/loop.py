@@ -33,6 +33,7 @@ import numpy as np
 
 from laps_ray.io.decode import DecodeConfig
 from laps_ray.io.video import VideoError
+from laps_ray.pipeline.cluster_assignment import SegmentAssigner
 from laps_ray.pipeline.live.clips import FrameRing
 from laps_ray.pipeline.live.config import LiveConfig
 from laps_ray.pipeline.live.queue import ReadyWindow, SkippedWindow, WindowQueue, as_ranges
@@ -105,6 +106,7 @@ def run_live(
     video_name: str,
     stop: threading.Event | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    assigner: SegmentAssigner | None = None,
 ) -> LiveSummary:
     """Segment one source live; write its outputs under ``ctx.out_dir``; return the summary.
 
@@ -116,6 +118,7 @@ def run_live(
         video_name: ``video`` of segments.json (a file's name, or the stream's name).
         stop: set it (e.g. from a signal handler) to end the stream gracefully.
         on_progress: called after every compute iteration with counters (tests, progress displays).
+        assigner: ``--clusters``: each segment is assigned to a fitted cluster model as it closes.
 
     Raises:
         VideoError: the source delivered fewer than 2 frames (nothing could be segmented).
@@ -157,6 +160,7 @@ def run_live(
         plan=plan,
         fps_hint=lambda: reader.fps,
         extra=extra,
+        assigner=assigner,
     )
     log.info(
         "%s: streaming (%s, queue %d windows, budget %.0f ms/window) -> %s",

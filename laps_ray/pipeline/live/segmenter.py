@@ -36,6 +36,7 @@ from laps_ray.core.auto_threshold import is_auto
 from laps_ray.core.energy import ENERGY_SOURCES
 from laps_ray.io import exports as ex
 from laps_ray.pipeline.auto_calibration import AutoSeries, calibrate, threshold_record
+from laps_ray.pipeline.cluster_assignment import SegmentAssigner
 from laps_ray.pipeline.live.clips import ClipJob, FrameRing
 from laps_ray.pipeline.live.closing import ClipBook, FinishingSegment, PendingClose
 from laps_ray.pipeline.live.queue import GATE_DROPPED, FramesDone, SkippedWindow
@@ -91,8 +92,10 @@ class LiveSegmenter(SourceView, ClipBook):
         plan: TimelinePlan | None = None,
         fps_hint: Callable[[], float] | None = None,
         extra: Callable[[], dict[str, Any]] | None = None,
+        assigner: SegmentAssigner | None = None,
     ) -> None:
         self.ctx = ctx
+        self.assigner = assigner  # --clusters: each closed segment is assigned to the fitted clusters
         self.out = Path(ctx.out_dir)
         self.timeline, self.live, self.ring = timeline, live, ring
         self.L, self.D = num_tokens, latent_dim
@@ -317,6 +320,8 @@ class LiveSegmenter(SourceView, ClipBook):
             self.timeline_source(),
         )
         doc["stream"] = {"finished": final, **self.extra()}
+        if self.assigner is not None:
+            doc["clusters"] = {"model": str(self.assigner.info.path), "features": self.assigner.info.kind}
         if final:  # sweeps map processed frames to seconds with it
             ex.write_timeline(self.out / ex.TIMELINE_FILE, self.source_timeline())
         ex.write_segments_json(self.out / ex.SEGMENTS_FILE, doc)
