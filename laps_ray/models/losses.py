@@ -71,6 +71,12 @@ def displacement_classes(
     return torch.where(valid, classes, torch.full_like(classes, IGNORE_CLASS))
 
 
+def centre_class(rel_grid: int) -> int:
+    """The "no motion" class id of :func:`displacement_classes` (112 for ``rel_grid`` 15)."""
+    half = rel_grid // 2
+    return half * rel_grid + half
+
+
 def radial_class_weights(rel_grid: int, strength: float, power: float = 2.0) -> Tensor:
     """Per-class weight ``1 + strength · (r / r_max) ** power`` (LAPS used strength 4, power 2).
 
@@ -279,8 +285,7 @@ def tokenizer_loss(
 
     token_mask = None
     if cfg.usage_moving_share > 0:
-        centre = (grid // 2) * grid + grid // 2
-        moving = (mask & (targets != centre)).float().sum(dim=(1, 3))  # (B, L): moving points per step
+        moving = (mask & (targets != centre_class(grid))).float().sum(dim=(1, 3))  # (B, L) moving points
         counted = mask.float().sum(dim=(1, 3)).clamp_min(1.0)
         token_mask = moving / counted >= cfg.usage_moving_share
     if cfg.usage_weight > 0:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from laps_ray.models.losses import centre_class
+
 DAUC_TOLERANCES_PX = tuple(range(1, 11))
 RECON_FIELDS = (
     "steps",
@@ -94,7 +96,7 @@ def reconstruction_sums(
         float64 ``(len(RECON_FIELDS),)`` on the logits' device.
     """
     pred_cls = rel_logits.argmax(-1)
-    centre = (rel_grid // 2) * rel_grid + rel_grid // 2
+    centre = centre_class(rel_grid)
     step_vis = vis[..., 1:, :] & vis[..., :-1, :]
     counted = step_vis & (targets >= 0)
     true_d = vel.float() * px_per_unit[:, None, None, None, :].float()  # (B, V, L, N, 2) px

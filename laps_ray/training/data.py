@@ -29,7 +29,7 @@ import torch
 
 from laps_ray.core.windows import normalized_velocities
 from laps_ray.io.track_store import WindowSet, list_track_files, load_windows, split_by_video
-from laps_ray.models.losses import displacement_classes
+from laps_ray.models.losses import centre_class, displacement_classes
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def steps_per_epoch(num_windows: int, batch_size: int, world_size: int) -> int:
 
 def moving_share(arrays: WindowArrays, rel_grid: int = 15) -> np.ndarray:
     """Share of each window's counted steps whose target class is not "no motion": float64 ``(M,)``."""
-    centre = (rel_grid // 2) * rel_grid + rel_grid // 2
+    centre = centre_class(rel_grid)
     t = arrays.targets.reshape(len(arrays), -1)
     counted = (t >= 0).sum(axis=1)
     return ((t >= 0) & (t != centre)).sum(axis=1) / np.maximum(counted, 1)

@@ -40,22 +40,12 @@ from laps_ray.training.report import (
     read_metrics,
     summarize,
 )
-from laps_ray.training.run import prepare_output, use_gpu_for
+from laps_ray.training.run import TrainResult, prepare_output, use_gpu_for
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class EmbedderTrainResult:
-    """What :func:`train_embedder` did: output folder, summary, wall seconds, backend, workers, gpu."""
-
-    output: Path
-    summary: dict[str, Any]
-    seconds: float
-    backend: str
-    num_workers: int
-    use_gpu: bool
-    exit_code: int = 0
+EmbedderTrainResult = TrainResult  # the same record as a tokenizer run's
 
 
 def load_sequences(segments: str | Path) -> tuple[dict[str, list[np.ndarray]], int, int]:

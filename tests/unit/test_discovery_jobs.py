@@ -56,6 +56,7 @@ def planted_run(tmp_path_factory):
 
 
 def _cluster(planted_run, out: Path, *extra: str):
+    """A local cluster run on the planted segments (no UMAP unless ``extra`` switches it on)."""
     cfg = load_config(
         cluster_job.ClusterJobConfig,
         None,
@@ -176,19 +177,7 @@ def test_segment_folder_clusters_flag_writes_each_segments_assignment(planted_ru
 
 def test_report_is_written_and_every_file_it_references_exists(planted_run, tmp_path):
     out = tmp_path / "rep"
-    cfg = load_config(
-        cluster_job.ClusterJobConfig,
-        None,
-        [
-            f"segments={planted_run['segments']}",
-            f"output={out}",
-            f"labels={planted_run['labels']}",
-            "backend=local",
-            "umap.max_points=60",
-            "cluster.method=gmm",
-        ],
-    )
-    r = cluster_job.run(cfg)
+    r = _cluster(planted_run, out, "umap.enabled=true", "umap.max_points=60", "cluster.method=gmm")
     page = (out / "report.html").read_text()
     refs = re.findall(r"(?:src|poster)='([^']+)'", page)
     assert "http" not in page and "<script" not in page
