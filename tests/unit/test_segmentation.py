@@ -11,6 +11,7 @@ from laps_ray.config import ConfigError
 from laps_ray.core import changepoint as cpm
 from laps_ray.core.changepoint import ChangePointConfig, changepoint_scores, code_mmd_score, latent_r2_score
 from laps_ray.core.segmentation import (
+    ALIGNS,
     Drop,
     End,
     SegmentationConfig,
@@ -458,9 +459,16 @@ def test_change_split_is_contiguous_and_emitted_once_new_side_is_long_enough():
         log += [(w, ev) for ev in evs]
     (w_start, _), (w_end, end), (w_new, new) = log
     assert isinstance(end, End) and isinstance(new, Start) and new.cause == "change"
-    assert (end.window, end.end_frame, new.window, new.start_frame) == (15, 16 * 4 + 8 - 1, 16, 16 * 4 + 8)
-    # the new side (from frame 72) reaches 16 frames (0.8 s) with window 18 (last frame 87)
-    assert w_end == w_new == 18
+    # midway between the centres of windows 15 (frame 67.5) and 16 (71.5): frame 70, whatever align
+    assert (end.window, end.end_frame, new.window, new.start_frame) == (15, 69, 16, 70)
+    for align in ALIGNS:
+        segs = segment_offline(
+            np.full(40, H), cfg_(changepoint=cp, min_duration_sec=0.8, align=align), GEOM, scores
+        )
+        assert (segs[0].end_frame, segs[1].start_frame) == (69, 70), align
+    # the new side (from frame 70) must last max(0.8 s = 16 frames, k=5 windows x stride 4 = 20
+    # frames), counted to its END frame: 20*4 + 8 + 3 = 91 with align=center (window 19's, 87, is short)
+    assert w_end == w_new == 20
     with pytest.raises(ValueError, match="no change scores"):
         segment_offline(np.full(5, H), cfg, GEOM)
 
