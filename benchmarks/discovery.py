@@ -2,7 +2,8 @@
 feature path next to a raw-motion baseline.
 
     python benchmarks/discovery.py --output bench_out/discovery [--videos 6] [--duration 30] \
-        [--setting all] [--features tfidf,bow,mean,transformer,lstm] [--reuse-project]
+        [--setting all] [--features tfidf,bow,mean,transformer,lstm] [--reuse-project] \
+        [--project-overrides k=v ...]
 
 1. Videos: the segment-quality benchmark's scenes (``benchmarks/quality/scenes.py``,
    ``laps_ray.io.synthetic_scenes``): photographs performing planted primitives (slide, circle, shake,
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--setting", default="all")
     ap.add_argument("--features", default=",".join(FEATURES))
     ap.add_argument("--reuse-project", action="store_true")
+    ap.add_argument("--project-overrides", nargs="*", default=[], metavar="k=v", help="for segment_folder")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out: Path = args.output.resolve()
@@ -116,7 +118,7 @@ def main() -> None:
     stems = [f"scene_{k:02d}" for k in range(args.videos)]
     project_out = out / "project"
     if not (args.reuse_project and (project_out / "segments").is_dir()):
-        run_project(videos, project_out, ["export.clips=true"], stems)
+        run_project(videos, project_out, ["export.clips=true", *args.project_overrides], stems)
     segments = project_out / "segments"
     refs, _ = find_segments(segments)
     labels = read_labels(gt, refs)
@@ -124,6 +126,7 @@ def main() -> None:
         "videos": args.videos,
         "duration_s": args.duration,
         "setting": args.setting,
+        "project_overrides": args.project_overrides,
         "segments": len(refs),
         "labelled_segments": sum(lab is not None for lab in labels),
         "label_counts": {k: labels.count(k) for k in sorted({lab for lab in labels if lab})},

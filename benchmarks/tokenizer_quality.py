@@ -2,7 +2,8 @@
 one or more checkpoints, on videos none of them trained on.
 
     python benchmarks/tokenizer_quality.py --output bench_out/tokq \
-        [--checkpoint shipped] [--checkpoint prev=DIR ...] [--scenes 14] [--duration 30] [--jobs 2]
+        [--checkpoint shipped] [--checkpoint prev=DIR ...] [--scenes 14] [--duration 30] [--jobs 2] \
+        [--motion-input auto|velocity|foreground]
 
 Data (generated once into ``<out>/data``, re-used afterwards): ``--scenes`` held-out photo scenes
 (``laps_ray.io.synthetic_scenes``, seeds 200+, distractor settings cycling over clean / each
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from laps_ray.core.energy import latent_energy, mean_speed
-from laps_ray.core.motion import motion_energy
+from laps_ray.core.motion import window_motion
 from laps_ray.core.windows import normalized_velocities
 from laps_ray.io.atomic import write_json_atomic, write_text_atomic
 from laps_ray.io.checkpoints import load_tokenizer
@@ -117,8 +118,10 @@ def video_windows(model: Any, path: Path, gt_dir: Path) -> dict[str, Any]:
     t0 = read_window_times(path)
     centre = t0 + (meta.T - 1) / 2 / meta.fps
     vel = normalized_velocities(tracks, meta.height, meta.width)  # (W, L, N, 2)
-    _, zq, ids = tokenize(model, np.nan_to_num(vel, nan=0.0), batch_rows=64)
     scale = np.array([2.0 / meta.width, 2.0 / meta.height])
+    found = window_motion(tracks * scale, vis, foreground=model.cfg.motion_input == "foreground")
+    model_input = vel if found.foreground is None else found.foreground  # what segment_folder feeds it
+    _, zq, ids = tokenize(model, np.nan_to_num(model_input, nan=0.0), batch_rows=64)
     px = vel * np.array([meta.width / 2, meta.height / 2])
     segs = _segments(gt_dir, path.stem)
     return {
@@ -128,7 +131,7 @@ def video_windows(model: Any, path: Path, gt_dir: Path) -> dict[str, Any]:
         "energy": {
             "quantized": latent_energy(zq, "token_diff_l2_mean"),
             "velocity": mean_speed(np.nan_to_num(vel, nan=0.0)),
-            "motion": motion_energy(tracks * scale, vis),
+            "motion": found.energy,
         },
         "vhist": np.stack([_velocity_histogram(px[w]) for w in range(len(px))]),
     }
@@ -195,12 +198,16 @@ def energy_aucs(videos: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-def score_checkpoint(name: str, ckpt: Path, data: dict[str, Path], root: Path) -> dict[str, Any]:
-    """Every measure of one checkpoint."""
+def score_checkpoint(
+    name: str, ckpt: Path, data: dict[str, Path], root: Path, motion_input: str = "auto"
+) -> dict[str, Any]:
+    """Every measure of one checkpoint (fed ``motion_input``: ``auto`` = what it was trained on)."""
     t0 = time.time()
     model, _ = load_tokenizer(ckpt)
     model.eval()
-    res: dict[str, Any] = {"checkpoint": str(ckpt)}
+    if motion_input != "auto":
+        model.cfg.motion_input = motion_input  # recon targets and tokens both follow it
+    res: dict[str, Any] = {"checkpoint": str(ckpt), "motion_input": model.cfg.motion_input}
     per: dict[str, list] = {}
     for part in ("scenes", "demo"):
         files = list_track_files(data[part])
@@ -255,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--checkpoint", action="append", default=[],
                    help="NAME=DIR or DIR or 'shipped' (repeatable; default: shipped)")  # fmt: skip
+    p.add_argument("--motion-input", default="auto", choices=("auto", "velocity", "foreground"),
+                   help="what every checkpoint is fed (auto: what it was trained on)")  # fmt: skip
     p.add_argument("--scenes", type=int, default=14)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--jobs", type=int, default=2)
@@ -265,7 +274,10 @@ def main(argv: list[str] | None = None) -> None:
         name, _, path = item.rpartition("=") if "=" in item else (item, "", item)
         ckpts[name or path] = named_checkpoint(path)
     data = make_data(args.output / "data", args.scenes, args.duration, args.jobs)
-    results = {name: score_checkpoint(name, path, data, args.output / "data") for name, path in ckpts.items()}
+    results = {
+        name: score_checkpoint(name, path, data, args.output / "data", args.motion_input)
+        for name, path in ckpts.items()
+    }
     md = table(results)
     write_json_atomic(args.output / "results.json", {"results": results, "command": " ".join(sys.argv)})
     write_text_atomic(args.output / "results.md", md + "\n")

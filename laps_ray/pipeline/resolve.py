@@ -133,7 +133,14 @@ def segments_params(
         "segmentation": {**to_dict(seg), "threshold_source": source},
         "gates": to_dict(pipe.gates),
         "tracker": {"name": pipe.tracker.name, "grid": pipe.tracker.grid},
-        "tokenizer": {"name": tok.name, "codebook_size": tok.codebook_size, "hidden_dim": tok.hidden_dim},
+        "tokenizer": {
+            "name": tok.name,
+            "codebook_size": tok.codebook_size,
+            "hidden_dim": tok.hidden_dim,
+            "motion_input": tok.motion_input
+            if pipe.tokenizer.motion_input == "auto"
+            else pipe.tokenizer.motion_input,
+        },
         "codes_min_overlap": pipe.export.codes_min_overlap,
     }
 

@@ -7,8 +7,10 @@ this order (reference §2.6, with its quirks fixed):
 1. **Pre-gate** on small grey frames. :meth:`WindowProcessor.prepare` runs once per processed frame and
    keeps both the tracker's prepared frame and the grey thumbnail, so overlapping windows share them.
 2. **Tracking** of the windows the pre-gate kept, in one batched tracker call.
-3. :func:`~laps_ray.core.windows.normalized_velocities` (the one normalisation) and the **motion gate**.
-4. **Tokenizer** ``encode`` + ``quantize`` of the windows both gates kept, through
+3. :func:`~laps_ray.core.windows.normalized_velocities` (the one normalisation) and the **motion gate**;
+   the ``motion`` energy and features (:func:`~laps_ray.core.motion.window_motion`).
+4. **Tokenizer** ``encode`` + ``quantize`` of the windows both gates kept (of their velocities, or of
+   their foreground for a ``motion_input: foreground`` tokenizer), through
    :func:`laps_ray.models.inference.tokenize` (fixed ``tokenizer_batch`` rows per call, one intra-op
    thread on CPU, fp16 autocast on CUDA when ``amp``), so a window's latents do not depend on the
    company it is batched with, on the thread count or on sharding.
@@ -157,6 +159,8 @@ class WindowProcessor:
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:K``.
         amp: fp16 autocast for the tokenizer on CUDA (ignored on CPU).
         num_threads: torch CPU threads (0 = leave torch's default; Ray sets it per actor).
+        motion_input: what the tokenizer is fed (``auto`` = the checkpoint's ``motion_input``,
+            ``velocity`` or ``foreground``; :class:`~laps_ray.pipeline.config.TokenizerRunConfig`).
 
     Raises:
         laps_ray.io.checkpoints.CheckpointError: unreadable checkpoint.
@@ -175,6 +179,7 @@ class WindowProcessor:
         device: str = "auto",
         amp: bool = True,
         num_threads: int = 0,
+        motion_input: str = "auto",
     ) -> None:
         import torch
 
@@ -206,6 +211,14 @@ class WindowProcessor:
         self.tokenizer_batch = tokenizer_batch
         self.amp = bool(amp) and self.device.type == "cuda"
         self.tracker = make_tracker(tracker)
+        self.motion_input = tc.motion_input if motion_input == "auto" else motion_input
+        if self.motion_input != tc.motion_input:
+            log.warning(
+                "tokenizer.motion_input=%s overrides what checkpoint %s was trained on (%s)",
+                self.motion_input,
+                checkpoint,
+                tc.motion_input,
+            )
 
     @classmethod
     def from_config(
@@ -231,6 +244,7 @@ class WindowProcessor:
             device=pipe.tokenizer.device,
             amp=pipe.tokenizer.amp,
             num_threads=num_threads,
+            motion_input=pipe.tokenizer.motion_input,
         )
 
     @property
@@ -301,7 +315,7 @@ class WindowProcessor:
         motion_dropped = np.zeros(n, dtype=bool)
         change = np.full(n, np.nan)  # the motion energy (core.motion); none for pre-gated windows
         feats = np.full((n, len(MOTION_FEATURES)), np.nan)
-        vel = None
+        tok_in = None  # what the tokenizer sees (motion_input): velocities or the foreground
         if tracked.size:
             first = items[tracked[0]][0]
             tracks, vis = self.tracker.track_prepared([[it.tracked for it in items[i]] for i in tracked])
@@ -309,7 +323,11 @@ class WindowProcessor:
             motion = motion_gate_batch(vel, self.gates.motion_gate)
             speed[tracked] = window_energy(None, vel, "velocity", self.energy.mode)
             scale = np.array([2.0 / first.width, 2.0 / first.height])  # normalised like the velocities
-            change[tracked], feats[tracked] = window_motion(tracks * scale, vis, self.energy.top_fraction)
+            found = window_motion(
+                tracks * scale, vis, self.energy.top_fraction, foreground=self.motion_input == "foreground"
+            )
+            change[tracked], feats[tracked] = found.energy, found.features
+            tok_in = vel if found.foreground is None else found.foreground
             motion_active[tracked] = motion.active_ratio
             motion_dropped[tracked] = motion.dropped
         gated = pre.dropped | motion_dropped
@@ -321,7 +339,7 @@ class WindowProcessor:
         ids = zq = None
         if tok.size:
             rows = np.searchsorted(tracked, tok)  # positions of the kept windows among the tracked ones
-            z_pre, zq, ids = self._tokenize(vel[rows])
+            z_pre, zq, ids = self._tokenize(tok_in[rows])
             raw["quantized"][tok] = window_energy(zq, None, "quantized", self.energy.mode)
             raw["prequant"][tok] = window_energy(z_pre, None, "prequant", self.energy.mode)
         energies = {s: apply_gates(raw[s], gated, s, track_values.get(s)) for s in ENERGY_SOURCES}

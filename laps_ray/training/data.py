@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from laps_ray.core.motion import foreground_velocities
 from laps_ray.core.windows import normalized_velocities
 from laps_ray.io.track_store import WindowSet, list_track_files, load_windows, split_by_video
 from laps_ray.models.losses import centre_class, displacement_classes
@@ -72,11 +73,19 @@ class WindowArrays:
         }
 
 
-def window_arrays(ws: WindowSet, rel_grid: int = 15) -> WindowArrays:
+def window_arrays(ws: WindowSet, rel_grid: int = 15, motion_input: str = "velocity") -> WindowArrays:
     """Velocities, targets and visibility of a :class:`~laps_ray.io.track_store.WindowSet`.
 
     Each window is normalised with its own video's processed frame size (videos in one training
     set may differ in size); windows are grouped by size so every group is one vectorised call.
+
+    Args:
+        ws: the windows.
+        rel_grid: displacement classes per axis of the targets.
+        motion_input: ``velocity`` (every point's motion) or ``foreground``: the model sees and
+            reconstructs :func:`laps_ray.core.motion.foreground_velocities` (the targets are the
+            classes of that motion, so a still background point is "no motion" whatever the camera
+            or a belt did); see :class:`~laps_ray.models.tokenizer_config.TokenizerConfig`.
     """
     m, v, t, n, _ = ws.tracks.shape
     vel = np.zeros((m, v, t - 1, n, 2), np.float32)
@@ -86,11 +95,34 @@ def window_arrays(ws: WindowSet, rel_grid: int = 15) -> WindowArrays:
     px = np.zeros((m, 2), np.float32)
     for h, w in {(int(a), int(b)) for a, b in ws.sizes}:
         sel = np.flatnonzero((ws.sizes[:, 0] == h) & (ws.sizes[:, 1] == w))
-        tr = ws.tracks[sel]
-        vel[sel] = np.nan_to_num(normalized_velocities(tr, h, w), nan=0.0, posinf=0.0, neginf=0.0)
-        targets[sel] = displacement_classes(torch.from_numpy(tr), rel_grid, h, w).numpy().astype(np.int16)
+        for part in np.array_split(sel, max(1, math.ceil(len(sel) / _CHUNK))):
+            tr = ws.tracks[part]
+            if motion_input == "foreground":
+                tr = _foreground_tracks(tr, vis[part], h, w)
+            vel[part] = np.nan_to_num(normalized_velocities(tr, h, w), nan=0.0, posinf=0.0, neginf=0.0)
+            targets[part] = (
+                displacement_classes(torch.from_numpy(tr), rel_grid, h, w).numpy().astype(np.int16)
+            )
         px[sel] = (w / 2.0, h / 2.0)
     return WindowArrays(vel, targets, vis, px, ws.video_ids.astype(np.int32), list(ws.files))
+
+
+_CHUNK = 256  # windows per vectorised call (the foreground's float64 fits stay in memory)
+
+
+def _foreground_tracks(tracks: np.ndarray, vis: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixel tracks that move by :func:`~laps_ray.core.motion.foreground_velocities`. (..., T, N, 2).
+
+    Each path starts at the point's first position and accumulates the foreground motion, so the
+    one velocity rule and the integer-pixel targets apply unchanged; a lost position stays NaN (its
+    targets are ignored as before).
+    """
+    scale = np.array([2.0 / width, 2.0 / height])
+    pos = np.nan_to_num(np.asarray(tracks, dtype=np.float64)) * scale
+    fg = foreground_velocities(pos, vis) / scale  # (..., L, N, 2) pixels per step
+    start = np.nan_to_num(np.asarray(tracks[..., :1, :, :], dtype=np.float64))
+    out = np.concatenate([start, start + np.cumsum(fg, axis=-3)], axis=-3)
+    return np.where(np.isfinite(tracks), out, np.nan).astype(np.float32)
 
 
 @dataclass
@@ -120,10 +152,15 @@ def load_split(
     val_files: Sequence[Path],
     rel_grid: int = 15,
     views: Sequence[str] | None = None,
+    motion_input: str = "velocity",
 ) -> DataSplit:
     """Load the windows of both splits into memory (see :func:`window_arrays`)."""
-    train = window_arrays(load_windows(list(train_files), views or None), rel_grid)
-    val = window_arrays(load_windows(list(val_files), views or None), rel_grid) if val_files else None
+
+    def arrays(files: Sequence[Path]) -> WindowArrays:
+        return window_arrays(load_windows(list(files), views or None), rel_grid, motion_input)
+
+    train = arrays(train_files)
+    val = arrays(val_files) if val_files else None
     return DataSplit(train, val, list(train_files), list(val_files))
 
 

@@ -55,5 +55,7 @@ def evaluate_tracks(
     """:func:`evaluate_windows` on every window of the track ``files``."""
     from laps_ray.io.track_store import load_windows
 
-    arrays = window_arrays(load_windows(list(files), views or None), model.cfg.rel_grid)
+    arrays = window_arrays(
+        load_windows(list(files), views or None), model.cfg.rel_grid, model.cfg.motion_input
+    )
     return evaluate_windows(model, arrays, batch_size)

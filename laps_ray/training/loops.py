@@ -144,7 +144,11 @@ def train_worker(spec: WorkerSpec, io: WorkerIO) -> dict[str, Any]:
     torch.manual_seed(s.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     t_load = time.perf_counter()
     data = load_split(
-        [Path(p) for p in spec.train_files], [Path(p) for p in spec.val_files], s.model.rel_grid, s.views
+        [Path(p) for p in spec.train_files],
+        [Path(p) for p in spec.val_files],
+        s.model.rel_grid,
+        s.views,
+        s.model.motion_input,
     )
     check_model_fits(data.train, s.model.num_views, s.model.T, s.model.num_points)
     if io.rank == 0:

@@ -169,8 +169,10 @@ def train(
     return TrainResult(output, summary, seconds, cfg.backend, workers, use_gpu)
 
 
-# Model settings that do not change the weights' shapes or meaning: a fine-tuning run may set its own.
-TRAINING_ONLY_MODEL_KEYS = ("name", "dropout", "z_noise_std")
+# Model settings that do not change the weights' shapes: a fine-tuning run may set its own. That
+# includes motion_input: a checkpoint trained on every point's velocity can learn the foreground
+# (the train_tokenizer.yaml default) by fine-tuning; the switch is logged.
+TRAINING_ONLY_MODEL_KEYS = ("name", "dropout", "z_noise_std", "motion_input")
 
 
 def with_init_model(cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
@@ -196,6 +198,13 @@ def with_init_model(cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
         raise ConfigError(
             f"init_from: {path} has another architecture ({pairs}); drop those model settings "
             "(a fine-tuning run takes the model from its checkpoint) or train from scratch"
+        )
+    if ours["motion_input"] != saved.motion_input:
+        log.info(
+            "init_from: %s was trained on motion_input=%s; this run trains it on %s",
+            path,
+            saved.motion_input,
+            ours["motion_input"],
         )
     model = dataclasses.replace(saved, **{k: ours[k] for k in TRAINING_ONLY_MODEL_KEYS})
     return dataclasses.replace(cfg, model=model, init_from=str(path))

@@ -12,7 +12,9 @@ import pytest
 
 from laps_ray.core.changepoint import ChangePointConfig, changepoint_scores, feature_r2_score
 from laps_ray.core.motion import (
+    FOREGROUND_FLOOR,
     MOTION_FEATURES,
+    foreground_velocities,
     grid_median,
     motion_energy,
     motion_features,
@@ -166,7 +168,7 @@ def test_motion_features_tell_the_kinds_of_motion_apart():
     assert f["circle"][turn] > 0.3 and f["slide"][turn] < 0.05  # rotation (sine of the turn per step)
     assert f["shake"][freq] > f["slide"][freq] + 1.0  # how fast the velocity changes
     # one pass gives the energy and the features of the same windows
-    e, feats = window_motion(np.stack(list(kinds.values())))
+    e, feats, _ = window_motion(np.stack(list(kinds.values())))
     np.testing.assert_array_equal(feats, motion_features(np.stack(list(kinds.values()))))
     np.testing.assert_array_equal(e, motion_energy(np.stack(list(kinds.values()))))
 
@@ -219,3 +221,50 @@ def test_feature_r2_score_definition():
     # feature 0: between = 2 * (1 - 3)^2 + 2 * (5 - 3)^2 = 16, within = 4 -> 0.8; feature 1 constant -> 0
     assert feature_r2_score(before, after) == pytest.approx(0.4)
     assert feature_r2_score(before, before) == 0.0
+
+
+def test_foreground_keeps_the_acting_patch_and_stills_shake_belt_and_background():
+    act_idx = patch(range(8, 12), range(8, 12))
+    base = circling(still(), act_idx)
+    band = patch(range(16, 19), range(G))  # a belt at constant speed
+    base[:, band, 0] += 0.01 * np.arange(T)[:, None]
+    rng = np.random.default_rng(1)
+    shaken = base.copy()
+    for t in range(T):  # camera shake: a new small translation + zoom every frame
+        shaken[t] = base[t] * (1 + rng.normal(0, 0.005)) + rng.normal(0, 0.02, 2)
+    fg = foreground_velocities(np.stack([base, shaken]))  # (2, L, N, 2)
+    assert fg.shape == (2, T - 1, G * G, 2) and fg.dtype == np.float32
+    moving = np.abs(fg).sum(axis=(1, 3)) > 1e-6  # (2, N) points the foreground moves
+    for w in range(2):
+        # The acting patch's interior keeps its motion (the grid median may trim its corners) ...
+        assert moving[w, patch(range(9, 11), range(9, 11))].all()
+        # ... the belt and the static background do not move at all.
+        rest = np.setdiff1d(np.arange(G * G), patch(range(7, 13), range(7, 13)))
+        assert not moving[w, rest].any()
+    # Camera compensation: the shaken window's foreground is the still camera's, up to the fit.
+    true_step = np.diff(base[:, act_idx], axis=0)
+    np.testing.assert_allclose(
+        fg[1][:, patch(range(9, 11), range(9, 11))], fg[0][:, patch(range(9, 11), range(9, 11))], atol=2e-3
+    )
+    np.testing.assert_allclose(fg[0][:, act_idx[5]], true_step[:, 5], atol=1e-3)  # robust fit, not exact
+
+
+def test_foreground_is_the_one_rule_of_window_motion_and_still_for_a_still_scene():
+    pos = np.stack([still(), circling(still(), patch(range(2, 6), range(3, 7)))])
+    found = window_motion(pos, foreground=True)
+    np.testing.assert_array_equal(found.foreground, foreground_velocities(pos))
+    assert window_motion(pos).foreground is None
+    np.testing.assert_array_equal(found.energy, motion_energy(pos))
+    assert not found.foreground[0].any()
+
+
+def test_foreground_of_tracker_jitter_is_still():
+    """Below the noise floor nothing is foreground, however its points rank: a window at rest feeds
+    the tokenizer zeros, not the jitter of its 'most moving' points."""
+    rng = np.random.default_rng(3)
+    jitter = still(rng, noise=0.0005)  # ~0.08 px at 320 px wide
+    act = circling(jitter, patch(range(8, 12), range(8, 12)))
+    fg = foreground_velocities(np.stack([jitter, act]))
+    assert not fg[0].any()
+    assert np.abs(fg[1]).sum(axis=(0, 2))[patch(range(9, 11), range(9, 11))].min() > 0
+    assert FOREGROUND_FLOOR > 0

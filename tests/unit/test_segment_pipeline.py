@@ -113,6 +113,40 @@ def test_window_processor_gates_tokens_and_energies(data):
     assert w.energies["velocity"] == pytest.approx(speed, rel=1e-6)
 
 
+def test_window_processor_feeds_the_tokenizer_the_velocities_or_the_foreground(data):
+    """``motion_input``: ``auto`` follows the checkpoint (this one says velocity); ``foreground`` feeds
+    core.motion.foreground_velocities of the same tracks; the energies do not depend on it."""
+    from laps_ray.core.motion import foreground_velocities
+    from laps_ray.core.windows import normalized_velocities
+    from laps_ray.models.inference import tokenize
+
+    fg = WindowProcessor(TrackerConfig(), SMALL_SCENE_GATES, EnergyConfig(), data["tok16"], tokenizer_batch=8,
+                         motion_input="foreground")  # fmt: skip
+    vel = _processor(data["tok16"])
+    assert (vel.motion_input, fg.motion_input) == ("velocity", "foreground")
+    with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=3.0) as frames:
+        res_fg = list(fg.iter_results(frames, batch_windows=5))
+    with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=3.0) as frames:
+        res_vel = list(vel.iter_results(frames, batch_windows=5))
+    model, _ = load_tokenizer(data["tok16"])
+    frames_all = read_frames(data["v30"], target_fps=20, resize_shorter=120)[0]
+    checked = 0
+    for a, b in zip(res_vel, res_fg):
+        assert a.energies["motion"] == b.energies["motion"] and a.gated == b.gated
+        if a.gated is not None:
+            continue
+        tracks, vis = vel.tracker.track(frames_all[a.start : a.start + 16])
+        scale = np.array([2.0 / 160, 2.0 / 120])
+        want_fg = tokenize(model, foreground_velocities(tracks[None] * scale, vis[None]), 8)[2][0]
+        want_vel = tokenize(model, normalized_velocities(tracks, 120, 160)[None], 8)[2][0]
+        np.testing.assert_array_equal(b.codes, want_fg)
+        np.testing.assert_array_equal(a.codes, want_vel)
+        checked += 1
+    assert checked >= 3 and any(
+        (a.codes != b.codes).any() for a, b in zip(res_vel, res_fg) if a.codes is not None
+    )
+
+
 @pytest.fixture
 def torch_threads():
     """Set torch's intra-op thread count for a test and restore it afterwards."""
@@ -299,7 +333,7 @@ def test_changepoint_scores_split_an_active_run(data):
     assert res.changes is not None and int(np.argmax(res.changes)) == 19  # boundary between windows 19/20
     a, b = res.segments
     assert b.start_frame == a.end_frame + 1 and b.start_sec == a.end_sec  # contiguous, no gap or overlap
-    assert b.processed[0] == 20 * stride + T // 2  # the boundary: window 20 aligned like any start
+    assert b.processed[0] == 19 * stride + 10  # midway between the centres of windows 19 and 20
     assert [s.label for s in res.segments] == ["segment_0000", "segment_0001"]
 
 
@@ -308,7 +342,9 @@ def test_changepoint_scores_split_an_active_run(data):
 
 def test_exports_contract(data, tmp_path):
     energy = EnergyConfig(source="quantized")
-    seg = SegmentationConfig(threshold=0.3)
+    # One segment per burst: the subject is the files; change points have their own tests (with them,
+    # this untrained 16-point tokenizer's video splits 0.4 s before the circle's end).
+    seg = SegmentationConfig(threshold=0.3, changepoint=ChangePointConfig(enable=False))
     wp = _processor(data["tok16"], energy=energy)
     out = tmp_path / "v30"
     process_video_local(wp, _ctx(data["v30"], out, energy, seg), per_shard=3, resize_shorter=120)

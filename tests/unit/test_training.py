@@ -49,6 +49,35 @@ def test_window_arrays_normalise_each_window_with_its_own_frame_size(synthetic_t
     assert arr.targets.shape == arr.vel.shape[:-1] and arr.targets.min() >= 0
 
 
+def test_foreground_windows_see_and_reconstruct_the_actor_not_the_camera():
+    """motion_input=foreground: camera shake moves every pixel track, but the input and the targets
+    are the actor's motion only (a still background point is "no motion")."""
+    from laps_ray.io.track_store import WindowSet
+    from laps_ray.models.losses import centre_class
+
+    g, t, h, w = 20, 16, 120, 160
+    xs, ys = np.meshgrid(np.linspace(8, w - 8, g), np.linspace(8, h - 8, g))
+    still = np.stack([xs.ravel(), ys.ravel()], axis=-1)[None].repeat(t, axis=0)  # (T, N, 2) pixels
+    actor = np.array([r * g + c for r in range(8, 12) for c in range(8, 12)])
+    acting = still.copy()
+    acting[:, actor] += 6.0 * np.stack([np.cos(np.arange(t) / 2), np.sin(np.arange(t) / 2)], -1)[:, None]
+    panned = (
+        acting + 3.0 * (np.arange(t) % 2)[:, None, None]
+    )  # camera shake: 3 px on both axes, back and forth
+    tracks = np.stack([acting, panned])[:, None].astype(np.float32)  # (M=2, V=1, T, N, 2)
+    ws = WindowSet(tracks, np.ones(tracks.shape[:-1], bool), np.array([[h, w]] * 2, np.int32),
+                   np.zeros(2, np.int32), [])  # fmt: skip
+    vel_arr, fg_arr = window_arrays(ws, 15, "velocity"), window_arrays(ws, 15, "foreground")
+    centre = centre_class(15)
+    background = np.setdiff1d(np.arange(g * g), actor)
+    assert (vel_arr.targets[1, 0][:, background] != centre).all()  # the shake is all the raw tracks show
+    assert (fg_arr.targets[:, 0][:, :, background] == centre).all()
+    assert not fg_arr.vel[:, 0][:, :, background].any()
+    inner = np.array([r * g + c for r in range(9, 11) for c in range(9, 11)])
+    assert (fg_arr.targets[:, 0][:, :, inner] != centre).mean() > 0.9  # the actor still moves
+    np.testing.assert_allclose(fg_arr.vel[1], fg_arr.vel[0], atol=1e-3)  # shake removed
+
+
 def test_shards_are_disjoint_equal_length_and_cover_everything():
     n, bs, world = 23, 4, 2
     shards = [
