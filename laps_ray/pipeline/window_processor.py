@@ -323,8 +323,16 @@ class WindowProcessor:
             motion = motion_gate_batch(vel, self.gates.motion_gate)
             speed[tracked] = window_energy(None, vel, "velocity", self.energy.mode)
             scale = np.array([2.0 / first.width, 2.0 / first.height])  # normalised like the velocities
+            # The frames' own times: a resampled source's frames are unevenly spaced (core.motion).
+            times = np.array([[it.t for it in items[i]] for i in tracked], dtype=np.float64)
+            if not (np.isfinite(times).all() and (np.diff(times, axis=1) > 0).all()):
+                times = None  # frames without usable times (a hand-built source): evenly spaced
             found = window_motion(
-                tracks * scale, vis, self.energy.top_fraction, foreground=self.motion_input == "foreground"
+                tracks * scale,
+                vis,
+                self.energy.top_fraction,
+                foreground=self.motion_input == "foreground",
+                times=times,
             )
             change[tracked], feats[tracked] = found.energy, found.features
             tok_in = vel if found.foreground is None else found.foreground

@@ -115,7 +115,9 @@ def _foreground_tracks(tracks: np.ndarray, vis: np.ndarray, height: int, width: 
 
     Each path starts at the point's first position and accumulates the foreground motion, so the
     one velocity rule and the integer-pixel targets apply unchanged; a lost position stays NaN (its
-    targets are ignored as before).
+    targets are ignored as before). A track store keeps one time per window, not per frame, so the
+    points are chosen on evenly spaced frames here (segment_folder uses the frames' times: the two
+    differ only for steady movers in a resampled source, which inference then leaves still).
     """
     scale = np.array([2.0 / width, 2.0 / height])
     pos = np.nan_to_num(np.asarray(tracks, dtype=np.float64)) * scale

@@ -92,6 +92,36 @@ def test_steady_motion_scores_nothing_but_a_start_or_a_turn_does():
     assert e_start > 0.01
 
 
+def _resampled_times() -> np.ndarray:
+    """(T,) times of the frames a 30 -> 20 fps resampling keeps: steps of 2 and 1 source frames in turn."""
+    return np.array([k // 2 * 3 + 2 * (k % 2) for k in range(T)]) / 30.0
+
+
+def test_steady_motion_on_unevenly_spaced_frames_is_fitted_on_the_frame_times():
+    """A band crossing at constant speed, sampled at the frames a 30 -> 20 fps source keeps: against the
+    frame index its path zig-zags (an action's level); against the frames' times it is a line."""
+    times = _resampled_times()
+    crossing = still()
+    band = patch(range(4, 7), range(G))  # 15 % of the points: the camera fit rejects them
+    crossing[:, band, 0] += 0.6 * times[:, None]  # 0.6 normalised units per second, ~0.03 per step
+    act = circling(still(), patch(range(12, 16), range(12, 16)))
+    pos = np.stack([crossing, act])
+    on_index = motion_energy(pos)
+    on_times = motion_energy(pos, times=np.stack([times, times]))
+    assert on_index[0] > FOREGROUND_FLOOR  # the zig-zag passes for motion...
+    assert on_times[0] < 1e-9  # ...a constant speed in time is not
+    assert on_times[1] > 0.01 and on_times[1] > 20 * on_times[0]  # the action still scores
+    # the tokenizer's foreground follows: the crossing band is fed as motion only on the frame index
+    assert np.abs(foreground_velocities(crossing[None])[0][:, band]).max() > 0.02
+    assert not foreground_velocities(crossing[None], times=times[None]).any()
+    # evenly spaced times give exactly the frame-index rule
+    np.testing.assert_allclose(
+        motion_energy(act[None], times=np.arange(T)[None] * 0.05), motion_energy(act[None])
+    )
+    with pytest.raises(ValueError, match="strictly increasing"):
+        motion_energy(act[None], times=np.zeros((1, T)))
+
+
 def test_isolated_jitter_is_suppressed_by_the_grid_median():
     rng = np.random.default_rng(1)
     pos = still()

@@ -103,10 +103,19 @@ def test_window_processor_gates_tokens_and_energies(data):
     rest = [r for r in res if r.t_end < 1.4 or 3.7 < r.t_start < 4.8 - 0.75 or r.t_start > 6.7]
     assert inside and rest and all(r.gated is None for r in inside) and all(r.gated for r in rest)
 
-    # velocity energy = mean speed of the tracked velocities, one implementation
+    # velocity energy = mean speed of the tracked velocities, one implementation; the motion energy is
+    # core.motion's, fitted on the kept frames' own times (30 -> 20 fps keeps them unevenly spaced)
     w = next(r for r in res if r.gated is None)
-    frames = read_frames(data["v30"], target_fps=20, resize_shorter=120)[0][w.start : w.start + 16]
-    tracks, _ = wp.tracker.track(frames)
+    images, _, times = read_frames(data["v30"], target_fps=20, resize_shorter=120)
+    frames = images[w.start : w.start + 16]
+    tracks, vis = wp.tracker.track(frames)
+    from laps_ray.core.motion import motion_energy
+
+    win_times = times[w.start : w.start + 16]
+    assert len(set(np.round(np.diff(win_times), 6))) == 2  # steps of 2 and 1 source frames
+    pos = tracks[None] * np.array([2.0 / 160, 2.0 / 120])
+    want = motion_energy(pos, vis[None], times=win_times[None])[0]
+    assert w.energies["motion"] == pytest.approx(want, rel=1e-6)
     from laps_ray.core.windows import normalized_velocities
 
     speed = mean_speed(normalized_velocities(tracks, 120, 160)[None])[0]
@@ -129,7 +138,7 @@ def test_window_processor_feeds_the_tokenizer_the_velocities_or_the_foreground(d
     with iter_frames(data["v30"], target_fps=20, resize_shorter=120, end_sec=3.0) as frames:
         res_vel = list(vel.iter_results(frames, batch_windows=5))
     model, _ = load_tokenizer(data["tok16"])
-    frames_all = read_frames(data["v30"], target_fps=20, resize_shorter=120)[0]
+    frames_all, _, times_all = read_frames(data["v30"], target_fps=20, resize_shorter=120)
     checked = 0
     for a, b in zip(res_vel, res_fg):
         assert a.energies["motion"] == b.energies["motion"] and a.gated == b.gated
@@ -137,7 +146,10 @@ def test_window_processor_feeds_the_tokenizer_the_velocities_or_the_foreground(d
             continue
         tracks, vis = vel.tracker.track(frames_all[a.start : a.start + 16])
         scale = np.array([2.0 / 160, 2.0 / 120])
-        want_fg = tokenize(model, foreground_velocities(tracks[None] * scale, vis[None]), 8)[2][0]
+        times = times_all[a.start : a.start + 16][None]  # 30 -> 20 fps: unevenly spaced frames
+        want_fg = tokenize(model, foreground_velocities(tracks[None] * scale, vis[None], times=times), 8)[2][
+            0
+        ]
         want_vel = tokenize(model, normalized_velocities(tracks, 120, 160)[None], 8)[2][0]
         np.testing.assert_array_equal(b.codes, want_fg)
         np.testing.assert_array_equal(a.codes, want_vel)
