@@ -9,7 +9,7 @@ import torch
 from discovery_helpers import planted, to_windows, vector_table
 
 from laps_ray.core.cluster_metrics import hungarian_accuracy, label_metrics, purity, stability
-from laps_ray.core.clustering import ClusteringConfig, cluster
+from laps_ray.core.clustering import ClusteringConfig, choose_k, cluster
 from laps_ray.core.sequence_features import (
     bag_of_codes,
     idf_weights,
@@ -119,10 +119,24 @@ def test_same_seed_same_assignments_and_k_chosen_by_silhouette():
     assert np.array_equal(a.labels, b.labels) and a.k == 3
     assert [r["k"] for r in a.selection] == [2, 3, 4, 5, 6]
     best = max(a.selection, key=lambda r: r["silhouette"])
-    assert best["k"] == a.k
+    assert best["k"] == a.k  # well separated: the highest silhouette is also the smallest k near it
     for method in ("gmm", "hdbscan"):
         r = cluster(x, ClusteringConfig(method=method, k=3, hdbscan_min_cluster_size=5), False)
         assert label_metrics(r.labels, y.astype(str))["ari"] >= 0.9
+
+
+def test_choose_k_takes_the_smallest_k_near_the_best_silhouette():
+    rows = [
+        {"k": k, "silhouette": s} for k, s in [(2, 0.148), (3, 0.170), (4, 0.155), (9, 0.173), (10, 0.1731)]
+    ]
+    assert choose_k(rows, 0.0) == 10  # the highest
+    assert choose_k(rows, 0.05) == 3  # 0.170 >= 0.1731 * 0.95; 0.148 is not
+    assert choose_k(rows, 0.2) == 2
+    negative = [{"k": 2, "silhouette": -0.12}, {"k": 3, "silhouette": -0.104}, {"k": 4, "silhouette": -0.10}]
+    negative.append({"k": 5, "silhouette": None})
+    assert choose_k(negative, 0.05) == 3  # within |best| * 5 % below a negative best
+    with pytest.raises(ValueError, match="no k gave"):
+        choose_k([{"k": 2, "silhouette": None}], 0.05)
 
 
 def test_lstm_is_causal_a_later_token_never_changes_an_earlier_prediction():
