@@ -135,6 +135,13 @@ def path_deviations(residual: np.ndarray, valid: np.ndarray, times: np.ndarray |
     return np.sqrt(dev.mean(axis=-2))
 
 
+def usable_times(times: np.ndarray) -> bool:
+    """Whether frame times (..., T) are finite and strictly increasing along the last axis: what
+    :func:`path_deviations` needs (a live source that keeps every frame may repeat a timestamp)."""
+    t = np.asarray(times, dtype=np.float64)
+    return bool(np.isfinite(t).all() and (np.diff(t, axis=-1) > 0).all())
+
+
 def _centred_times(times: np.ndarray | None, T: int) -> np.ndarray:
     """(..., T) frame times minus their mean; evenly spaced frame numbers when ``times`` is None."""
     if times is None:
@@ -142,7 +149,7 @@ def _centred_times(times: np.ndarray | None, T: int) -> np.ndarray:
     t = np.asarray(times, dtype=np.float64)
     if t.shape[-1] != T:
         raise ValueError(f"times has {t.shape[-1]} frames per window, the tracks {T}")
-    if not np.isfinite(t).all() or (t.size and np.any(np.diff(t, axis=-1) <= 0)):
+    if not usable_times(t):
         raise ValueError("frame times must be finite and strictly increasing within each window")
     return t - t.mean(axis=-1, keepdims=True)
 

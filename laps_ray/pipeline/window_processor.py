@@ -35,7 +35,7 @@ import numpy as np
 
 from laps_ray.core.energy import ENERGY_SOURCES, EnergyConfig, apply_gates, window_energy
 from laps_ray.core.gates import GateConfig, motion_gate_batch, pre_gate_batch
-from laps_ray.core.motion import MOTION_FEATURES, window_motion
+from laps_ray.core.motion import MOTION_FEATURES, usable_times, window_motion
 from laps_ray.core.windows import DEFAULT_STRIDE, DEFAULT_T, normalized_velocities
 from laps_ray.pipeline.config import PipelineConfig
 from laps_ray.tracking import make_tracker
@@ -325,8 +325,8 @@ class WindowProcessor:
             scale = np.array([2.0 / first.width, 2.0 / first.height])  # normalised like the velocities
             # The frames' own times: a resampled source's frames are unevenly spaced (core.motion).
             times = np.array([[it.t for it in items[i]] for i in tracked], dtype=np.float64)
-            if not (np.isfinite(times).all() and (np.diff(times, axis=1) > 0).all()):
-                times = None  # frames without usable times (a hand-built source): evenly spaced
+            if not usable_times(times):
+                times = None  # e.g. a live source kept every frame and repeated a timestamp
             found = window_motion(
                 tracks * scale,
                 vis,

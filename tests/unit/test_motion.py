@@ -21,6 +21,7 @@ from laps_ray.core.motion import (
     path_deviations,
     residual_velocities,
     top_mean,
+    usable_times,
     window_motion,
 )
 
@@ -118,6 +119,7 @@ def test_steady_motion_on_unevenly_spaced_frames_is_fitted_on_the_frame_times():
     np.testing.assert_allclose(
         motion_energy(act[None], times=np.arange(T)[None] * 0.05), motion_energy(act[None])
     )
+    assert usable_times(times[None]) and not usable_times(np.zeros((1, T)))  # what the processor checks
     with pytest.raises(ValueError, match="strictly increasing"):
         motion_energy(act[None], times=np.zeros((1, T)))
 
