@@ -226,6 +226,7 @@ def score_checkpoint(
 
 ROWS = (
     ("accuracy on moving points (scenes)", lambda r: r["recon_scenes"]["eval/accuracy_moving"]),
+    ("  exact displacement rounded (scenes)", lambda r: r["recon_scenes"]["eval/accuracy_moving_ceiling"]),
     ("accuracy, all points (scenes)", lambda r: r["recon_scenes"]["eval/accuracy"]),
     ("ΔAUC 1-10 px (scenes)", lambda r: r["recon_scenes"]["eval/delta_auc"]),
     ("endpoint error px (scenes)", lambda r: r["recon_scenes"]["eval/epe_px"]),
@@ -233,6 +234,7 @@ ROWS = (
     ('"no motion" true (scenes)', lambda r: r["recon_scenes"]["eval/static_true_share"]),
     ("codebook use, scenes (of true codes)", lambda r: r["recon_scenes"]["eval/usage_ratio"]),
     ("accuracy on moving points (demo)", lambda r: r["recon_demo"]["eval/accuracy_moving"]),
+    ("  exact displacement rounded (demo)", lambda r: r["recon_demo"]["eval/accuracy_moving_ceiling"]),
     ("ΔAUC 1-10 px (demo)", lambda r: r["recon_demo"]["eval/delta_auc"]),
     ("motion-kind probe: bag of codes", lambda r: r["probe"]["codes"]),
     ("motion-kind probe: velocity histograms", lambda r: r["probe"]["velocity"]),

@@ -46,7 +46,8 @@ The run itself (output folder and resume, manifest, fit, summary) is
 **Outputs** (``--output DIR``): ``metrics.jsonl`` (one line per report: ``train/loss``,
 ``train/accuracy``, ``train/epe_px``, ``val/loss``, and AMPLIFY's reconstruction measures
 (``laps_ray.models.recon_metrics``): ``val/accuracy``, ``val/accuracy_moving`` (true displacement
-≥ 0.5 px), ``val/epe_px`` (endpoint error in pixels), ``val/delta_auc``, ``val/pixel_accuracy``,
+≥ 0.5 px; ``val/accuracy_moving_ceiling`` is what rounding the exact displacement scores there),
+``val/epe_px`` (endpoint error in pixels), ``val/delta_auc``, ``val/pixel_accuracy``,
 ``val/static_pred_share`` vs ``val/static_true_share``; then ``val/perplexity``, ``val/entropy_norm``,
 ``val/unique_codes``, ``val/usage_ratio``, ``val/dead_code_ratio`` (against the TRUE code count, 1920
 for 2048), ``collapse_warning``, ``lr``, ``step``, ``epoch``, ...), ``checkpoints/epoch_XXXX/`` (every
@@ -120,11 +121,13 @@ def summary_line(r: TrainResult) -> str:
                 else ""
             )
         )
-    recon = [final.get(f"{split}/{k}") for k in ("accuracy_moving", "delta_auc", "static_pred_share")]
+    keys = ("accuracy_moving", "accuracy_moving_ceiling", "delta_auc", "static_pred_share")
+    recon = [final.get(f"{split}/{k}") for k in keys]
     if all(v is not None for v in recon):
         lines.append(
-            f"  motion ({split}): accuracy on moving points {recon[0]:.3f}, ΔAUC {recon[1]:.3f}, "
-            f'"no motion" predicted {recon[2]:.3f} vs true {final.get(f"{split}/static_true_share", 0):.3f}'
+            f"  motion ({split}): accuracy on moving points {recon[0]:.3f} (exact displacement rounded: "
+            f"{recon[1]:.3f}), ΔAUC {recon[2]:.3f}, "
+            f'"no motion" predicted {recon[3]:.3f} vs true {final.get(f"{split}/static_true_share", 0):.3f}'
         )
     lines.append(f"  {METRICS_FILE}, {SUMMARY_FILE}, {CURVES_FILE} in {r.output}")
     if s.get("collapse_warning"):

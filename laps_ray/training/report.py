@@ -313,6 +313,7 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str | Path) -> None:
     for key, style, label in (
         ("delta_auc", "o-", "ΔAUC (1-10 px)"),
         ("accuracy_moving", "s-", "accuracy (moving ≥ 0.5 px)"),
+        ("accuracy_moving_ceiling", "s:", "same, exact displacement rounded"),
         ("static_pred_share", "^--", '"no motion" predicted'),
         ("static_true_share", "v:", '"no motion" true'),
     ):

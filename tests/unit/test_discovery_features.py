@@ -111,6 +111,28 @@ def test_planted_generators_are_recovered_by_every_fixed_feature(kind):
     assert res.metrics["stability_ari"] is not None and res.confidence.min() >= 0
 
 
+def test_standardized_codes_are_not_swamped_by_codes_every_segment_has():
+    # Most tokens of every segment are three "idle" codes in proportions that vary from segment to
+    # segment, whatever the kind; the kinds differ only in their few own codes. Unstandardised, the
+    # PCA axes follow the idle codes' variance and KMeans splits by it; z-scored, the kinds come out.
+    rng = np.random.default_rng(0)
+    seqs, truth = [], []
+    for kind in range(4):
+        own = np.arange(100 + 10 * kind, 106 + 10 * kind)
+        for _ in range(20):
+            n_idle = rng.integers(40, 55)
+            idle = rng.choice(3, p=rng.dirichlet([0.3] * 3), size=n_idle)
+            seqs.append(np.concatenate([idle, rng.choice(own, size=60 - n_idle)]))
+            truth.append(kind)
+    x = tfidf_features(bag_of_codes(seqs, 1920))
+    aris = {}
+    for st in ("false", "true"):
+        labels = cluster(x, ClusteringConfig(k=4, standardize=st), False).labels
+        aris[st] = label_metrics(labels, np.array(truth))["ari"]
+    assert aris["true"] >= 0.95 and aris["false"] < 0.3, aris
+    assert ClusteringConfig().standardize == "true"
+
+
 def test_same_seed_same_assignments_and_k_chosen_by_silhouette():
     seqs, y = planted(k=3, per_kind=20, seed=1)
     x = tfidf_features(bag_of_codes(seqs, 1920))

@@ -200,6 +200,12 @@ def test_clear_errors(planted_run, tmp_path):
         load_config(cluster_job.ClusterJobConfig, None, ["cluster.methd=kmeans"])
     with pytest.raises(ConfigError, match="method"):
         load_config(cluster_job.ClusterJobConfig, None, ["cluster.method=spectral"])
+    # YAML reads true/false as booleans; the choice still takes them (and still refuses others)
+    for value in ("true", "false", "auto"):
+        cfg = load_config(cluster_job.ClusterJobConfig, None, [f"cluster.standardize={value}"])
+        assert cfg.cluster.standardize == value
+    with pytest.raises(ConfigError, match="standardize"):
+        load_config(cluster_job.ClusterJobConfig, None, ["cluster.standardize=yes_please"])
     broken = tmp_path / "broken"
     import shutil
 

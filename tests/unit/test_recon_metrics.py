@@ -86,6 +86,20 @@ def test_moving_means_a_true_displacement_of_half_a_pixel_or_more():
     assert s["steps"] == 30 and s["moving_steps"] == 15
 
 
+def test_ceiling_is_the_rounded_true_displacement_and_a_model_can_pass_it():
+    # 2.4 px/step from x = 40.2: rounded positions 40 43 45 47 50 52 55 57 59 62 64 67 69 71 74 76,
+    # so the targets are 3 2 2 3 2 3 2 2 3 2 3 2 2 3 2 px. Rounding the true 2.4 gives 2: right on 9 of 15.
+    line = _line((2.4, 0.0)) + np.array([0.2, 0.0])
+    batch = _batch(line)
+    assert (batch["targets"] - CENTRE).flatten().tolist() == [3, 2, 2, 3, 2, 3, 2, 2, 3, 2, 3, 2, 2, 3, 2]
+    rounded = torch.nn.functional.one_hot(torch.full_like(batch["targets"], CENTRE + 2), 225).float()
+    m = _metrics(rounded, batch)
+    assert m["accuracy_moving_ceiling"] == pytest.approx(9 / 15) == m["accuracy_moving"]
+    # a decoder that also knows where in its pixel the point started gets every step right
+    perfect = _metrics(torch.nn.functional.one_hot(batch["targets"], 225).float(), batch)
+    assert perfect["accuracy_moving"] == 1.0 and perfect["accuracy_moving_ceiling"] == pytest.approx(9 / 15)
+
+
 def test_invisible_points_do_not_count_and_sums_add_up():
     tracks = np.concatenate([_line((2.0, 1.0)), _line((0.0, 0.0)), _line((-1.0, 0.0))], axis=3)
     vis = np.ones((1, 1, 16, 3), bool)
