@@ -52,7 +52,8 @@ def test_segment_folder_then_cluster_recovers_the_planted_motion_kinds(ray_local
     metrics = cluster_job.run(ccfg).metrics
     labels = metrics["labels"]
     assert labels["n"] >= 20 and labels["n_labels"] == 4
-    # Chance is ARI 0 and purity ~0.3 (the largest kind's share); measured ARI 0.57, purity 0.77, k=4
-    # (30 segments) with the shipped tokenizer when this test was written.
+    # Chance is ARI 0 and purity ~0.3 (the largest kind's share); measured with the shipped tokenizer
+    # (30 segments, k=4): ARI 0.57, purity 0.77 when this test was written, 0.92 / 0.97 with the code
+    # frequencies z-scored (cluster.standardize: true). The bounds stay loose: CPU-independent margin.
     assert labels["ari"] >= 0.3, labels
     assert labels["purity"] >= 0.6, labels
