@@ -91,7 +91,7 @@ def run(cfg: EvaluateTokenizerConfig) -> EvaluateTokenizerResult:
 ROWS = (
     ("accuracy", "accuracy (all points)"),
     ("accuracy_moving", "accuracy (moving >= 0.5 px)"),
-    ("accuracy_moving_ceiling", "  same, exact displacement rounded"),
+    ("accuracy_moving_ceiling", "  ceiling (exact, rounded)"),
     ("delta_auc", "ΔAUC (1-10 px)"),
     ("pixel_accuracy", "pixel accuracy (< 1 px)"),
     ("epe_px", "endpoint error (px)"),
