@@ -64,11 +64,17 @@ def displacement_classes(
     if height is not None:
         tracks[..., 1] = tracks[..., 1].clamp(0, height - 1)
     pix = tracks.round()
-    half = rel_grid // 2
-    delta = (pix[..., 1:, :, :] - pix[..., :-1, :, :]).clamp(-half, half).long() + half
-    classes = delta[..., 1] * rel_grid + delta[..., 0]
+    classes = offset_classes(pix[..., 1:, :, :] - pix[..., :-1, :, :], rel_grid)
     valid = finite[..., 1:, :] & finite[..., :-1, :]
     return torch.where(valid, classes, torch.full_like(classes, IGNORE_CLASS))
+
+
+def offset_classes(offsets_px: Tensor, rel_grid: int) -> Tensor:
+    """Whole-pixel (dx, dy) offsets ``(..., 2)`` → class ids ``(...)`` int64, each axis clamped to
+    ±``rel_grid // 2``; the layout of :func:`displacement_classes`."""
+    half = rel_grid // 2
+    d = offsets_px.clamp(-half, half).long() + half
+    return d[..., 1] * rel_grid + d[..., 0]
 
 
 def centre_class(rel_grid: int) -> int:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from laps_ray.models.losses import centre_class
+from laps_ray.models.losses import centre_class, offset_classes
 
 DAUC_TOLERANCES_PX = tuple(range(1, 11))
 RECON_FIELDS = (
@@ -77,13 +77,6 @@ def classes_to_displacement(classes: Tensor, rel_grid: int) -> Tensor:
     return torch.stack([dx, dy], dim=-1).float()
 
 
-def _displacement_to_classes(displacement_px: Tensor, rel_grid: int) -> Tensor:
-    """Float (dx, dy) pixel displacements ``(..., 2)`` → the class of their rounded, clamped value."""
-    half = rel_grid // 2
-    d = displacement_px.round().clamp(-half, half).long() + half
-    return d[..., 1] * rel_grid + d[..., 0]
-
-
 @torch.no_grad()
 def reconstruction_sums(
     rel_logits: Tensor,
@@ -118,7 +111,7 @@ def reconstruction_sums(
     pred_d = classes_to_displacement(pred_cls, rel_grid)
     moving = counted & (torch.linalg.vector_norm(true_d, dim=-1) >= moving_px)
     correct = (pred_cls == targets) & counted
-    rounded_cls = _displacement_to_classes(true_d, rel_grid)
+    rounded_cls = offset_classes(true_d.round(), rel_grid)
     epe = torch.linalg.vector_norm(pred_d - true_d, dim=-1)
 
     # ΔAUC on integrated positions: both start at the true first position, so the error at step t
