@@ -49,6 +49,13 @@ def check_choice(value: str, choices: Sequence[str], key: str) -> None:
     check(value in choices, key, f"got {value!r}, expected one of {list(choices)}")
 
 
+def yaml_word(value: object) -> str:
+    """A str field's value as the user wrote it. YAML reads ``true`` / ``false`` (in a file or a
+    ``key=value`` override) as booleans, which reach a str field as ``"True"`` / ``"False"``; a choice
+    such as ``auto | true | false`` wants the words back."""
+    return {"True": "true", "False": "false"}.get(str(value), str(value))
+
+
 def _parse_override(item: str) -> str:
     if "=" not in item or item.startswith("="):
         raise ConfigError(f"override {item!r} is not of the form key.sub=value")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from laps_ray.config import check, check_choice
+from laps_ray.config import check, check_choice, yaml_word
 from laps_ray.core.cluster_metrics import NOISE, internal_metrics, stability
 from laps_ray.core.cluster_model import ClusterModel, Preprocessor, fit_cluster_model, robust_high
 from laps_ray.core.sequence_features import l2_normalize
@@ -93,8 +93,7 @@ class ClusteringConfig:
     def __post_init__(self) -> None:
         check_choice(self.method, METHODS, "method")
         check_choice(self.metric, METRICS, "metric")
-        # key=true on a command line reaches a str field as "True" (YAML reads it as a boolean first)
-        self.standardize = str(self.standardize).lower()
+        self.standardize = yaml_word(self.standardize)
         check_choice(self.standardize, STANDARDIZE, "standardize")
         check_choice(self.gmm_covariance, ("full", "diag", "tied", "spherical"), "gmm_covariance")
         check(self.k == 0 or self.k >= 2, "k", f"must be 0 (choose) or >= 2, got {self.k}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from laps_ray.config import ConfigError, check, check_choice, load_config
+from laps_ray.config import ConfigError, check, check_choice, load_config, yaml_word
 from laps_ray.models.losses import TokenizerLossConfig
 from laps_ray.models.tokenizer_config import TokenizerConfig, model_for_name, named_config, named_config_names
 from laps_ray.training.steps import OptimConfig
@@ -158,6 +158,7 @@ def check_run_resources(cfg: Any) -> None:
         laps_ray.config.ConfigError: naming the key and the reason.
     """
     check_choice(cfg.backend, BACKENDS, "backend")
+    cfg.use_gpu = yaml_word(cfg.use_gpu)
     check_choice(cfg.use_gpu, GPU_CHOICES, "use_gpu")
     check(cfg.num_workers >= 1, "num_workers", f"must be >= 1, got {cfg.num_workers}")
     check(cfg.cpus_per_worker > 0, "cpus_per_worker", f"must be > 0, got {cfg.cpus_per_worker}")

@@ -104,3 +104,14 @@ def test_cluster_yaml_validates_offline():
         for k in ("head_start_ray_commands", "worker_start_ray_commands")
     )
     assert any("ray[default,train,tune]==2.60.0" in c for c in cfg["setup_commands"])
+
+
+def test_true_and_false_reach_auto_true_false_choices_as_words():
+    """YAML turns ``use_gpu=false`` into a boolean; the choice fields take the word back."""
+    from laps_ray.training.config import TrainTokenizerConfig
+
+    for value in ("true", "false", "auto"):
+        cfg = load_config(TrainTokenizerConfig, CONFIGS / "train_tokenizer.yaml", [f"use_gpu={value}"])
+        assert cfg.use_gpu == value
+    with pytest.raises(ConfigError, match="'use_gpu'"):
+        load_config(TrainTokenizerConfig, None, ["use_gpu=maybe"])
